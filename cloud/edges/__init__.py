@@ -1,0 +1,1 @@
+"""The edge registry (keys and status for ingest) and edge provisioning (keys, broker login, config bundle)."""
