@@ -1,0 +1,1 @@
+"""Authentication and authorisation: users, password hashing, sessions, roles, site scoping, audit."""
