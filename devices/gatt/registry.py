@@ -10,6 +10,7 @@ from devices.gatt.errors import UnknownCharacteristicError
 from devices.gatt.profiles import (
     battery,
     blood_pressure,
+    chest_patch,
     glucose,
     heart_rate,
     pulse_oximeter,
@@ -32,6 +33,7 @@ Measurement = (
     | weight_scale.WeightMeasurement
     | battery.BatteryLevel
     | racp.RacpMessage
+    | chest_patch.RespiratoryRateMeasurement
 )
 
 _ALL: Final[tuple[CharacteristicCodec[Any], ...]] = (
@@ -51,12 +53,19 @@ CODECS: Final[Mapping[int, CharacteristicCodec[Any]]] = MappingProxyType({c.char
 _BY_TYPE: Final[Mapping[type[Any], CharacteristicCodec[Any]]] = MappingProxyType(
     {t: c for c in _ALL for t in c.types}
 )
+# Vendor characteristics (128-bit UUIDs outside the Bluetooth Base UUID), by lower-case UUID string.
+VENDOR_CODECS: Final[Mapping[str, CharacteristicCodec[Any]]] = MappingProxyType({
+    chest_patch.RESPIRATORY_RATE_UUID: chest_patch.CODEC,
+})
+_ENCODERS: Final[Mapping[type[Any], CharacteristicCodec[Any]]] = MappingProxyType(
+    {**_BY_TYPE, **{t: c for c in VENDOR_CODECS.values() for t in c.types}}
+)
 # Strings already resolved (bleak hands the same few UUID strings over and over); known UUIDs only, so bounded.
 _BY_STRING: dict[str, CharacteristicCodec[Any]] = {}
 
 
 def codec_for(characteristic: int | str) -> CharacteristicCodec[Any]:
-    """The codec of a characteristic given as 0x2A37, '2A37' or its 128-bit UUID string."""
+    """The codec of a characteristic given as 0x2A37, '2A37' or its 128-bit UUID string (SIG or vendor)."""
     if type(characteristic) is int:
         codec = CODECS.get(characteristic)
         if codec is None:
@@ -66,10 +75,12 @@ def codec_for(characteristic: int | str) -> CharacteristicCodec[Any]:
     if isinstance(characteristic, str):
         codec = _BY_STRING.get(characteristic)
         if codec is None:
-            short = short_uuid(characteristic)
-            codec = CODECS.get(short)
+            codec = VENDOR_CODECS.get(characteristic.strip().lower())
             if codec is None:
-                raise UnknownCharacteristicError(short, characteristic)
+                short = short_uuid(characteristic)
+                codec = CODECS.get(short)
+                if codec is None:
+                    raise UnknownCharacteristicError(short, characteristic)
             _BY_STRING[characteristic] = codec
         return codec
     return codec_for(short_uuid(characteristic))
@@ -88,7 +99,7 @@ def parse(characteristic: int | str, payload: bytes) -> Measurement:
 
 def encode(measurement: Measurement) -> bytes:
     """The exact characteristic value for a measurement dataclass; GattEncodeError if not representable."""
-    codec = _BY_TYPE.get(type(measurement))
+    codec = _ENCODERS.get(type(measurement))
     if codec is None:
         raise TypeError(f"no GATT codec encodes {type(measurement).__name__}")
     return codec.encode(measurement)
