@@ -10,7 +10,7 @@ setup:
 
 ## Run the whole system on embedded defaults (private PostgreSQL and Mosquitto under var/); Ctrl-C stops it.
 run: setup
-	$(PY) -m deploy
+	$(PY) -m deploy.system
 
 ## All tests: unit, integration (real PostgreSQL and Mosquitto started by the fixtures), static checks.
 test: setup
