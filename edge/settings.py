@@ -9,10 +9,13 @@ variables follow proto.settings: `TELEMED_MQTT__HOST` or `TELEMED_MQTT_HOST`, an
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -145,18 +148,70 @@ class OutboxSettings:
 
 @dataclass(frozen=True)
 class BleSettings:
-    """[ble]: the wearable collector."""
+    """[ble]: the wearable collector (docs/edge.md, "Wearables").
+
+    `backend`: "bleak" talks to a real adapter (BlueZ), "simulated" runs the devices/sim ward in-process
+    (`sim_*` below, or `telemed-edge --simulate-ward N`), "none" collects no wearables (imaging-only box).
+    `simulated = true` is shorthand for backend "simulated".
+    """
 
     simulated: bool = False  # use the in-process simulated radio instead of BlueZ
     adapter: str = "hci0"
     scan_timeout_s: float = 10.0
     max_concurrent_connects: int = 3  # BlueZ adapters have few connection slots
     allowlist: tuple[str, ...] = ()  # device addresses; empty = every device offering a health service
+    backend: Literal["bleak", "simulated", "none"] = "bleak"
+    registry_path: Path = Path("devices.sqlite3")  # the device registry (relative: to the bundle directory)
+    pair: bool = False  # bond just-works devices on connect (docs/ble-hardware.md, "Pairing and bonding")
+    use_cached_services: bool = False  # bleak's dangerous_use_bleak_cache: faster reconnects of known models
+    connect_timeout_s: float = 20.0
+    retry_max_delay_s: float = 60.0  # bedside devices are retried for ever, at most this far apart
+    lost_retry_s: float = 300.0  # a link that gave up (pairing needed, missing characteristic) is retried this often
+    # Device time stamps are naive local time (GATT Date Time); China has one zone and no daylight saving.
+    device_utc_offset: str = "+08:00"
+    max_backfill_s: float = 86_400.0  # stored results older than this (by device clock) get the receive time
+    max_clock_skew_s: float = 120.0  # device times further ahead of the receive time are not trusted
+    registry_poll_s: float = 2.0  # how often changes made by `telemed-edge devices ...` are picked up
+    sim_patients: int = 10
+    sim_scenario: str = "mix"
+    sim_seed: int = 0
+    sim_speed: float = 1.0  # 1 = real time; the ward's clock stamps the readings
+    sim_time_scale: float = 1.0  # < 1 compresses every scenario's course (devices/sim)
+
+    def __post_init__(self) -> None:
+        for name in ("scan_timeout_s", "max_concurrent_connects", "connect_timeout_s", "retry_max_delay_s",
+                     "lost_retry_s", "max_backfill_s", "max_clock_skew_s", "registry_poll_s", "sim_patients",
+                     "sim_speed", "sim_time_scale"):
+            _positive(f"ble.{name}", getattr(self, name))
+        self.parse_utc_offset(self.device_utc_offset)
+
+    @property
+    def effective_backend(self) -> Literal["bleak", "simulated", "none"]:
+        return "simulated" if self.simulated else self.backend
+
+    @property
+    def device_timezone(self) -> dt.tzinfo:
+        """The zone device time stamps are read in."""
+        return self.parse_utc_offset(self.device_utc_offset)
+
+    @staticmethod
+    def parse_utc_offset(text: str) -> dt.timezone:
+        """Parse "+08:00" / "-03:30" / "Z" into a fixed offset (ValueError otherwise)."""
+        match = re.fullmatch(r"([+-])(\d{2}):(\d{2})|Z", text.strip())
+        if match is None:
+            raise ValueError(f"ble.device_utc_offset must look like +08:00, got {text!r}")
+        if text.strip() == "Z":
+            return dt.UTC
+        sign = -1 if match.group(1) == "-" else 1
+        hours, minutes = int(match.group(2)), int(match.group(3))
+        if hours > 14 or minutes >= 60:
+            raise ValueError(f"ble.device_utc_offset out of range: {text!r}")
+        return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
 
 
 @dataclass(frozen=True)
 class DicomSettings:
-    """[dicom]: the C-STORE SCP that modalities send to."""
+    """[dicom]: the C-STORE SCP that modalities send to, and the STOW-RS upload to the cloud (docs/edge-dicom.md)."""
 
     enabled: bool = True
     ae_title: str = "TELEMED_EDGE"
@@ -164,32 +219,75 @@ class DicomSettings:
     port: int = 11112
     storage_dir: Path = Path("dicom")
     study_complete_timeout_s: float = 30.0
+    allowed_calling_aets: tuple[str, ...] = ()  # empty: any modality may send
+    max_bytes: int = 0  # disk budget for held instances; 0 = none (the store still keeps 256 MiB free)
+    stow_url: str = ""  # the cloud's DICOMweb base URL (https://...); "" = manifests only, no upload
+    stow_verify: str = ""  # CA bundle for the cloud's certificate ("" = system trust store)
+    retention_days: float = 7.0  # kept after the cloud confirmed every instance of a study
+    tls_certfile: str = ""  # DICOM TLS (PS3.15 B.1) when set, with tls_keyfile
+    tls_keyfile: str = ""
+    tls_cafile: str = ""  # when set, modalities must present a certificate signed by this CA
 
     def __post_init__(self) -> None:
         _port("dicom.port", self.port)
         if not 1 <= len(self.ae_title) <= 16:
             raise ValueError("dicom.ae_title must be 1..16 characters (DICOM PS3.5 AE VR)")
+        if self.max_bytes < 0:
+            raise ValueError("dicom.max_bytes must not be negative")
+        _positive("dicom.retention_days", self.retention_days)
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("dicom.tls_certfile and dicom.tls_keyfile go together")
 
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """[http]: the edge's local status and /metrics endpoint."""
+    """[http]: the edge's local status page, /healthz and /metrics."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8081
+    language: Literal["zh-CN", "en"] = "zh-CN"  # of the status page unless ?lang= or Accept-Language says otherwise
+    uplink_grace_s: float = 60.0  # /healthz stays 200 through uplink outages shorter than this
 
     def __post_init__(self) -> None:
         _port("http.port", self.port)
+        if self.uplink_grace_s < 0:
+            raise ValueError("http.uplink_grace_s must not be negative")
 
 
 @dataclass(frozen=True)
 class AlertingSettings:
-    """[alerting]: offline alerting at the edge (NEWS2 aggregate thresholds: 5 medium, 7 high, RCP 2017)."""
+    """[alerting]: offline alerting at the edge (NEWS2 aggregate thresholds: 5 medium, 7 high, RCP 2017).
+
+    The local webhook (a nurse-station or paging gateway) is told of every alert change while the uplink
+    is down (`webhook_when = "offline"`) or always; see docs/edge.md, "Local alerting".
+    """
 
     enabled: bool = True
     news2_medium: int = 5
     news2_high: int = 7
+    state_path: Path = Path("alerting.sqlite3")  # engine state across restarts (relative: to the bundle directory)
+    evaluate_interval_s: float = 1.0
+    save_interval_s: float = 30.0
+    webhook_url: str = ""
+    webhook_secret: str = field(default="", repr=False)  # HMAC-SHA256 key of the X-Telemed-Signature header
+    webhook_when: Literal["offline", "always"] = "offline"
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = 6
+    webhook_backoff_initial_s: float = 1.0
+    webhook_backoff_max_s: float = 30.0
+    webhook_queue: int = 1000  # deliveries waiting beyond this are dropped (and counted), oldest first
+
+    def __post_init__(self) -> None:
+        if not 0 < self.news2_medium <= self.news2_high <= 20:
+            raise ValueError("alerting: need 0 < news2_medium <= news2_high <= 20")
+        for name in ("evaluate_interval_s", "save_interval_s", "webhook_timeout_s", "webhook_max_attempts",
+                     "webhook_backoff_initial_s", "webhook_backoff_max_s", "webhook_queue"):
+            _positive(f"alerting.{name}", getattr(self, name))
+        if self.webhook_url and not re.match(r"^https?://", self.webhook_url):
+            raise ValueError("alerting.webhook_url must be an http:// or https:// URL")
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("alerting.webhook_secret is required with a webhook_url (receivers verify the HMAC)")
 
 
 @dataclass(frozen=True)

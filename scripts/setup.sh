@@ -17,6 +17,8 @@ pg_initdb=$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail 
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_passwd >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)
+# Browser tests drive Debian's Chromium through Playwright (never a downloaded browser build).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then missing+=(python3-venv); fi
 
 if [ ${#missing[@]} -gt 0 ]; then
