@@ -19,6 +19,7 @@ __all__ = [
     "ApiSettings",
     "CloudSettings",
     "DatabaseSettings",
+    "DicomSettings",
     "EdgeBrokerSettings",
     "IngestSettings",
     "KeysSettings",
@@ -152,6 +153,13 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class DicomSettings:
+    """`dicom.*`: the DICOMweb object store (a filesystem directory; S3-compatible stores implement the same port)."""
+
+    store_dir: Path = Path("var/dicom")
+
+
+@dataclass(frozen=True)
 class PartitionSettings:
     """`partitions.*`: daily partitions of `vitals` created ahead of time (plain PostgreSQL mode)."""
 
@@ -174,6 +182,7 @@ class CloudSettings:
     api: ApiSettings = field(default_factory=ApiSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     partitions: PartitionSettings = field(default_factory=PartitionSettings)
+    dicom: DicomSettings = field(default_factory=DicomSettings)
 
     def require_database(self) -> str:
         """The database URL, or a SettingsError saying how to set it."""

@@ -140,6 +140,7 @@ class Service:
 class System:
     var_dir: Path
     speed: float
+    time_scale: float
     endpoints: Endpoints
     broker_dir: Path
     services: list[Service] = field(default_factory=list)
@@ -182,6 +183,7 @@ def write_cloud_config(system: System) -> None:
         "[keys]", f"dir = {_toml_str(str(system.var_dir / 'cloud' / 'keys'))}", "",
         "[api]", 'host = "127.0.0.1"', f"port = {system.api_port}", "",
         "[ingest]", "workers = 2", "",
+        "[dicom]", f"store_dir = {_toml_str(str(system.var_dir / 'cloud' / 'dicom'))}", "",
     )) + "\n")
 
 
@@ -239,10 +241,12 @@ def start_services(system: System) -> None:
         env = system.env() | {
             "TELEMED_HTTP__PORT": str(ports["http"]),
             "TELEMED_DICOM__PORT": str(ports["dicom"]),
+            "TELEMED_DICOM__STOW_URL": f"http://127.0.0.1:{system.api_port}",
         }
         seed = zlib.crc32(edge.edge_id.encode()) % 1000
         argv = [PYTHON, "-m", "edge", "--config", str(bundle / "edge.toml"), "--simulate-ward", str(edge.patients),
-                "--scenario", edge.scenario, "--speed", str(system.speed), "--seed", str(seed)]
+                "--scenario", edge.scenario, "--speed", str(system.speed), "--seed", str(seed),
+                "--time-scale", str(system.time_scale)]
         system.services.append(Service(edge.edge_id, argv, logs / f"{edge.edge_id}.log", env))
     for service in system.services:
         service.start()
@@ -321,6 +325,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--var", type=Path, help="state directory (default var/)")
     parser.add_argument("--config", type=Path, help="stack settings TOML (TELEMED_* variables override it)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated ward speed (1 = real time)")
+    parser.add_argument("--time-scale", type=float, default=1 / 48,
+                        help="compress the scenarios' courses (default 1/48: sepsis deteriorates in about 15 min)")
     parser.add_argument("--no-study", action="store_true", help="do not send the demo CT study")
     parser.add_argument("--verbose", "-v", action="store_true")
     return parser.parse_args(argv)
@@ -344,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if stack.mosquitto is None:
                 raise DeployError("make run provisions edges on its private broker; unset mqtt.host")
             var_dir = settings.var_dir.absolute()
-            system = System(var_dir=var_dir, speed=args.speed, endpoints=stack.endpoints,
+            system = System(var_dir=var_dir, speed=args.speed, time_scale=args.time_scale, endpoints=stack.endpoints,
                             broker_dir=stack.mosquitto.directory, api_port=free_loopback_port())
             try:
                 return run_system(system, stack, send_study=not args.no_study)
