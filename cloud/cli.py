@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=cmd_edge_list)
 
     _register_optional(commands, "cloud.api.cli", "register_api_commands")
+    _register_optional(commands, "cloud.audit.cli", "register_audit_commands")
+    _register_optional(commands, "cloud.alerting.cli", "register_alerting_commands")
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Patient identity protection: field encryption (AES-GCM, versioned keys), blind indexes, the patients registry."""
