@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from cloud.api.auth import store
 from cloud.api.auth.models import AuthSession, Role, User
 from cloud.api.auth.permissions import EXPORT_FHIR, READ_VITALS
-from cloud.api.auth.scoping import SiteScope, site_scope
+from cloud.api.auth.scoping import SiteScope, access_scope
 from cloud.api.auth.tokens import token_hash
 from cloud.api.errors import ForbiddenError, NotAuthenticatedError
 from cloud.api.policy import ApiPolicy
@@ -114,9 +114,9 @@ VitalsReader = Annotated[User, Depends(require_roles(*READ_VITALS))]
 FhirExporter = Annotated[User, Depends(require_roles(*EXPORT_FHIR))]
 
 
-async def user_scope(user: CurrentUser) -> SiteScope:
-    """The sites whose patients the caller may see (cloud/api/auth/scoping.py holds the rule)."""
-    return site_scope(user)
+async def user_scope(user: CurrentUser, conn: Db) -> SiteScope:
+    """The sites and patients the caller may see (cloud/api/auth/scoping.py holds the rule)."""
+    return await access_scope(conn, user)
 
 
 Scope = Annotated[SiteScope, Depends(user_scope)]

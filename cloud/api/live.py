@@ -22,7 +22,7 @@ from cloud.api.audit import audit
 from cloud.api.auth import store
 from cloud.api.auth.models import AuthSession
 from cloud.api.auth.permissions import READ_VITALS
-from cloud.api.auth.scoping import site_scope
+from cloud.api.auth.scoping import access_scope
 from cloud.api.auth.tokens import token_hash
 from cloud.api.deps import SESSION_COOKIE, Pool, pooled_connection
 from cloud.api.live_hub import DROPPED, RESYNC, LiveHub, Subscription
@@ -88,7 +88,10 @@ async def live(websocket: WebSocket) -> None:
     if not session.user.has_any(READ_VITALS):
         await _deny(websocket, 403, "your role does not allow this")
         return
-    subscription = hub.subscribe(site_scope(session.user))
+    # The scope is taken when the socket opens: an expert's new consultation shows after a reconnect.
+    async with pooled_connection(pool) as conn:
+        scope = await access_scope(conn, session.user)
+    subscription = hub.subscribe(scope)
     try:
         protocol = SUBPROTOCOL if SUBPROTOCOL in offered_subprotocols(websocket) else None
         await websocket.accept(subprotocol=protocol)

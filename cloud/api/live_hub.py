@@ -100,9 +100,9 @@ class LiveHub:
         return len(self._subscribers)
 
     def publish(self, update: LiveUpdate) -> None:
-        """Deliver an update to every subscriber whose scope includes its site."""
+        """Deliver an update to every subscriber whose scope includes its site (or its patient)."""
         for subscription in list(self._subscribers):
-            if subscription.scope.allows(update.site_id):
+            if subscription.scope.allows_patient(update.site_id, update.patient_id):
                 subscription.offer(update)
                 if subscription.dropped:
                     log.warning("live.subscriber_dropped reason=queue_full size=%d", self._queue_size)

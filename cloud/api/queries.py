@@ -48,7 +48,8 @@ class Bucket(NamedTuple):
 
 _PATIENTS = (
     "SELECT p.patient_id, p.site_id, s.name AS site_name, p.ward, p.bed"
-    " FROM patients p JOIN sites s USING (site_id) WHERE " + scope_predicate("p.site_id")
+    " FROM patients p JOIN sites s USING (site_id) WHERE "
+    + scope_predicate("p.site_id", patient_column="p.patient_id")
 )
 
 

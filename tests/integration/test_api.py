@@ -221,7 +221,7 @@ def test_site_scoping_of_the_patient_list(client: TestClient, tokens: dict[str, 
     assert patient_ids(client, tokens["doc-a"]) == ["P-A1", "P-A2"]
     assert patient_ids(client, tokens["doc-b"]) == ["P-B1"]
     assert patient_ids(client, tokens["oncall-a"]) == ["P-A1", "P-A2"]
-    assert patient_ids(client, tokens["expert"]) == ["P-A1", "P-A2", "P-B1"]
+    assert patient_ids(client, tokens["expert"]) == []  # an expert sees only their consultations' patients
     assert patient_ids(client, tokens["admin"]) == ["P-A1", "P-A2", "P-B1"]
 
 

@@ -68,12 +68,24 @@ def test_an_allowed_patients_update_arrives_and_another_sites_does_not(
     assert audited == [("doc-a", "live.read", "P-A1")]
 
 
-def test_an_expert_sees_every_site(client: TestClient, db: PostgresEndpoint) -> None:
-    token = login(client, "expert")
-    with client.websocket_connect("/api/live", subprotocols=[PROTOCOL, f"bearer.{token}"]) as ws:
-        notify(db, "telemed_vitals", vitals("P-B1", "site-b", 61.0))
-        notify(db, "telemed_vitals", vitals("P-A2", "site-a", 62.0))
-        assert [ws.receive_json()["patient_id"] for _ in range(2)] == ["P-B1", "P-A2"]
+def test_an_expert_sees_only_the_patients_of_their_consultations(client: TestClient, db: PostgresEndpoint) -> None:
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO consultations (patient_id, site_id, requester_id, state, assigned_expert_id)"
+            " SELECT 'P-B1', 'site-b', r.user_id, 'accepted', e.user_id FROM users r, users e"
+            " WHERE r.username = 'doc-b' AND e.username = 'expert'"
+        )
+    try:
+        token = login(client, "expert")
+        with client.websocket_connect("/api/live", subprotocols=[PROTOCOL, f"bearer.{token}"]) as ws:
+            notify(db, "telemed_vitals", vitals("P-A2", "site-a", 62.0))
+            notify(db, "telemed_vitals", vitals("P-B2", "site-b", 63.0))
+            notify(db, "telemed_vitals", vitals("P-B1", "site-b", 61.0))
+            # In commit order: had either other patient been forwarded, it would have come first.
+            assert ws.receive_json()["patient_id"] == "P-B1"
+    finally:
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            conn.execute("DELETE FROM consultations WHERE patient_id = 'P-B1'")
 
 
 def refusal(client: TestClient, path: str, **options: Any) -> int:

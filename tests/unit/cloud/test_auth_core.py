@@ -86,7 +86,7 @@ def test_login_throttle_is_a_sliding_window() -> None:
     [
         ((Role.ADMIN,), None, SiteScope(True, frozenset())),
         ((Role.COUNTY_DOCTOR,), "a", SiteScope(False, frozenset({"a"}))),
-        ((Role.EXPERT,), None, SiteScope(True, frozenset())),
+        ((Role.EXPERT,), None, SiteScope(False, frozenset())),
         ((Role.ON_CALL,), "b", SiteScope(False, frozenset({"b"}))),
         ((Role.COUNTY_DOCTOR, Role.EXPERT), "a", SiteScope(False, frozenset({"a"}))),
         ((), "a", SiteScope(False, frozenset())),

@@ -1,0 +1,1 @@
+"""Pre-consultation triage of chief complaints in Chinese and English (docs/consultations.md)."""
