@@ -242,6 +242,7 @@ def start_services(system: System) -> None:
             "TELEMED_HTTP__PORT": str(ports["http"]),
             "TELEMED_DICOM__PORT": str(ports["dicom"]),
             "TELEMED_DICOM__STOW_URL": f"http://127.0.0.1:{system.api_port}",
+            "TELEMED_VIDEO__SYNTHETIC": "true",  # a time-stamped test pattern for video consultations
         }
         seed = zlib.crc32(edge.edge_id.encode()) % 1000
         argv = [PYTHON, "-m", "edge", "--config", str(bundle / "edge.toml"), "--simulate-ward", str(edge.patients),

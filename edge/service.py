@@ -50,6 +50,7 @@ from edge.metrics import Registry
 from edge.outbox import EvictionReport, Outbox, OutboxError, OutboxPolicy
 from edge.settings import EdgeSettings
 from edge.uplink import CommandRegistry, LinkState, Uplink, VitalsBatcher
+from edge.video import VideoCalls, event_sender, register_video
 from proto.messages import DeviceStatus, DicomManifest, Event
 from proto.schema import ValidationError
 from proto.vitals import VitalSample
@@ -128,6 +129,7 @@ class EdgeService:
         self._watch: _UplinkWatch | None = None
         self.dicom: DicomService | None = None
         self.http: HttpServer | None = None
+        self.video: VideoCalls | None = None
         self._clock: Clock = SYSTEM_CLOCK
         self._stopped = False
 
@@ -165,6 +167,10 @@ class EdgeService:
         self._watch = _UplinkWatch(self.uplink, time.monotonic(), lambda: attempts.value(outcome="attempt"))
         if s.alerting.enabled:
             self._start_alerting(commands)
+        if s.video.enabled:
+            send = event_sender(self.outbox.enqueue)  # answers and candidates go up as signal events
+            self.video = VideoCalls(s.video, send=send)
+            register_video(commands, calls=self.video, loop=asyncio.get_running_loop(), send=send)
         self.uplink.start()
         if s.dicom.enabled:
             await self._start_dicom(signer)
@@ -189,6 +195,8 @@ class EdgeService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.collector is not None:
             await self.collector.stop()
+        if self.video is not None:
+            await self.video.close()  # before the uplink and the outbox stop
         if self.ward is not None:
             await self.ward.aclose()
         elif self.transport is not None:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -290,6 +290,61 @@ class AlertingSettings:
             raise ValueError("alerting.webhook_secret is required with a webhook_url (receivers verify the HMAC)")
 
 
+_SIZE: Final = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"640x480" -> (640, 480); ValueError otherwise."""
+    match = _SIZE.match(text.strip())
+    if match is None:
+        raise ValueError(f"a frame size looks like 640x480, got {text!r}")
+    width, height = int(match.group(1)), int(match.group(2))
+    if width % 2 or height % 2:
+        raise ValueError(f"frame sizes must be even for 4:2:0 chroma, got {text!r}")
+    return width, height
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """What the edge can show in a consultation and how it serves it.
+
+    Sources are named: `camera` (a V4L2 webcam at the bedside), `ultrasound` (the ultrasound machine's
+    video output through a V4L2 capture card) and `synthetic` (a generated test pattern stamped with its
+    capture time, for tests and `make run`). A source with an empty device is absent.
+    """
+
+    enabled: bool = True
+    camera_device: str = ""  # e.g. /dev/video0
+    camera_size: str = "1280x720"
+    camera_fps: int = 30
+    ultrasound_device: str = ""  # e.g. /dev/video2 (HDMI/S-Video to USB capture card)
+    ultrasound_size: str = "1280x720"
+    ultrasound_fps: int = 30
+    ultrasound_input_format: str = ""  # V4L2 pixel format of the card ("mjpeg", "yuyv422"); "" = driver default
+    microphone: str = ""  # ALSA device ("default", "hw:1,0") for the bedside microphone; "" = none
+    synthetic: bool = False
+    synthetic_size: str = "640x480"
+    synthetic_fps: int = 30
+    default_source: str = ""  # "" = the first present of camera, ultrasound, synthetic
+    max_viewers_per_source: int = 4  # aiortc encodes once per viewer: CPU bounds this (docs/video.md)
+    stats_interval_s: float = 1.0  # how often each peer's RTCP statistics are read for the ladder
+    stun_urls: tuple[str, ...] = ()  # used when the cloud's signal carries no ICE servers
+    recording_dir: Path = Path("recordings")  # relative: to the bundle directory
+
+    def __post_init__(self) -> None:
+        for name in ("camera_size", "ultrasound_size", "synthetic_size"):
+            parse_size(getattr(self, name))
+        for name in ("camera_fps", "ultrasound_fps", "synthetic_fps"):
+            if not 1 <= getattr(self, name) <= 60:
+                raise ValueError(f"video.{name} must be 1..60")
+        if not 1 <= self.max_viewers_per_source <= 64:
+            raise ValueError("video.max_viewers_per_source must be 1..64")
+        if self.stats_interval_s <= 0:
+            raise ValueError("video.stats_interval_s must be positive")
+        if self.default_source and self.default_source not in ("camera", "ultrasound", "synthetic"):
+            raise ValueError("video.default_source must be camera, ultrasound or synthetic")
+
+
 @dataclass(frozen=True)
 class EdgeSettings:
     edge: EdgeIdentity
@@ -300,6 +355,7 @@ class EdgeSettings:
     dicom: DicomSettings = field(default_factory=DicomSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     alerting: AlertingSettings = field(default_factory=AlertingSettings)
+    video: VideoSettings = field(default_factory=VideoSettings)
 
     @property
     def client_id(self) -> str:
