@@ -21,8 +21,23 @@ from cloud.api.fhir_resources import operation_outcome
 from cloud.api.fhir_search import SearchParameterError
 from cloud.api.live_hub import LiveHub
 from cloud.api.policy import ApiPolicy, load_policy
+from cloud.audit import routes as audit_routes
+from cloud.consult import routes as consult_routes
+from cloud.consult.runtime import start_consult, stop_consult
 from cloud.db.pool import create_async_pool
+from cloud.dicomweb import qido as dicomweb_qido
+from cloud.dicomweb import stow as dicomweb_stow
+from cloud.dicomweb import wado as dicomweb_wado
+from cloud.dicomweb.store import FileObjectStore
+from cloud.identity import routes as identity_routes
+from cloud.identity.keys import KeySource
+from cloud.identity.keystore import VerifiedKeys
 from cloud.settings import CloudSettings
+from cloud.users import routes as users_routes
+from cloud.video import routes as video_routes
+from cloud.web import admin_routes as web_admin_routes
+from cloud.web import routes as web_routes
+from cloud.web import ward_routes as web_ward_routes
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +62,12 @@ def create_app(settings: CloudSettings, *, policy: ApiPolicy | None = None) -> F
             await hub.start()
             app.state.pool = pool
             app.state.live_hub = hub
+            app.state.identity_keys = VerifiedKeys(KeySource.from_settings(settings))  # read on first use
+            await start_consult(app, settings, pool)
             log.info("api.started")
             yield
         finally:
+            await stop_consult(app)
             await hub.stop()
             await pool.close()
             log.info("api.stopped")
@@ -60,6 +78,18 @@ def create_app(settings: CloudSettings, *, policy: ApiPolicy | None = None) -> F
     app.include_router(vitals.router)
     app.include_router(fhir.router)
     app.include_router(live.router)
+    app.include_router(identity_routes.router)
+    app.include_router(users_routes.router)
+    app.include_router(audit_routes.router)
+    app.include_router(dicomweb_qido.router)
+    app.include_router(dicomweb_wado.router)
+    app.include_router(web_ward_routes.router)
+    app.include_router(web_admin_routes.router)
+    app.include_router(web_routes.router)
+    app.include_router(consult_routes.router)
+    app.include_router(consult_routes.reference_router)
+    app.include_router(video_routes.router_for(settings))
+    dicomweb_stow.install(app, store=FileObjectStore(settings.dicom.store_dir))
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
