@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud.alerting import routes as alerting_routes
 from cloud.api import fhir, live, vitals
 from cloud.api.auth import routes as auth_routes
 from cloud.api.deps import pooled_connection
@@ -88,6 +89,7 @@ def create_app(settings: CloudSettings, *, policy: ApiPolicy | None = None) -> F
     app.include_router(web_routes.router)
     app.include_router(consult_routes.router)
     app.include_router(consult_routes.reference_router)
+    app.include_router(alerting_routes.router)
     app.include_router(video_routes.router_for(settings))
     dicomweb_stow.install(app, store=FileObjectStore(settings.dicom.store_dir))
     _install_error_handlers(app)
