@@ -233,7 +233,11 @@ def ensure_users(system: System) -> dict[str, str]:
 def start_services(system: System) -> None:
     logs = system.var_dir / "logs"
     system.services.append(Service("cloud-ingest", system.cloud("ingest"), logs / "cloud-ingest.log", system.env()))
-    system.services.append(Service("cloud-api", system.cloud("serve"), logs / "cloud-api.log", system.env()))
+    system.services.append(Service("cloud-alerting", system.cloud("alerting"), logs / "cloud-alerting.log",
+                                   system.env()))
+    # make run serves plain HTTP on loopback, so the session cookie cannot be Secure-only there.
+    api_env = system.env() | {"TELEMED_API__COOKIE_SECURE": "false"}
+    system.services.append(Service("cloud-api", system.cloud("serve"), logs / "cloud-api.log", api_env))
     for edge in DEMO_EDGES:
         bundle = system.var_dir / "edges" / edge.edge_id
         ports = {"http": free_loopback_port(), "dicom": free_loopback_port()}
@@ -288,9 +292,73 @@ def send_demo_study(system: System) -> None:
         log.error("system.study_failed\n%s", log_tail(service.log_path, 15))
 
 
+# Expert profiles for matching: specialties, ICD-10 expertise, title, years, licence region (GB/T 2260).
+DEMO_EXPERTS = {
+    "prof.zhang": {"specialties": ["cardiology"], "icd10_prefixes": ["I"], "title": "chief", "years_practice": 26,
+                   "licence_region": "510000"},
+    "prof.chen": {"specialties": ["respiratory", "infectious_disease"], "icd10_prefixes": ["J", "A4"],
+                  "title": "associate_chief", "years_practice": 14, "licence_region": "510000"},
+}
+DEMO_COMPLAINT = "发热、咳嗽3天，今日气促加重，心率快，血压偏低，血氧下降"
+
+
+def api_call(base: str, path: str, *, token: str | None = None, body: Any = None, method: str | None = None) -> Any:
+    """A JSON request to the cloud API (the demo drives the product through its public API)."""
+    data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method or ("POST" if data else "GET"))
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read()
+    return json.loads(text) if text else None
+
+
+def seed_demo_content(system: System, logins: dict[str, str]) -> None:
+    """Expert profiles, on-call rotas and an open consultation for the deteriorating patient (once per var/)."""
+    marker = system.var_dir / "demo-content-seeded"
+    if marker.exists():
+        return
+    base = f"http://127.0.0.1:{system.api_port}"
+
+    def login(username: str) -> str:
+        credentials = {"username": username, "password": logins[username]}
+        token: str = api_call(base, "/api/auth/login", body=credentials)["token"]
+        return token
+
+    try:
+        admin = login("admin")
+        users = {u["username"]: u["user_id"] for u in api_call(base, "/api/admin/users", token=admin)["users"]}
+        for username, profile in DEMO_EXPERTS.items():
+            availability = {"languages": ["zh", "en"], "max_concurrent": 4, "on_duty": True, "online": True}
+            api_call(base, f"/api/admin/users/{users[username]}/profile", token=admin, method="PUT",
+                     body=profile | {"availability": availability})
+        run_command(system, system.cloud("oncall", "seed-demo"), "on-call rotas")
+        doctor = login("dr.wang")
+        deadline = time.monotonic() + 120
+        patients: list[dict[str, Any]] = []
+        while not patients and time.monotonic() < deadline:
+            patients = [p for p in api_call(base, "/api/patients", token=doctor)["patients"] if p["latest"]]
+            time.sleep(2)
+        if not patients:
+            raise DeployError("no vitals arrived from the first county's ward")
+        patient = max(patients, key=lambda p: (p["news2"] or {}).get("total", 0))
+        draft = api_call(base, "/api/consultations", token=doctor, body={
+            "patient_id": patient["patient_id"], "urgency": "urgent", "chief_complaint": DEMO_COMPLAINT,
+            "specialty": "respiratory", "question": "是否考虑脓毒症？请指导抗感染和液体复苏方案。",
+        })
+        api_call(base, f"/api/consultations/{draft['consultation_id']}/submit", token=doctor, body={})
+        marker.touch()
+        log.info("system.demo_seeded consultation=%s", draft["consultation_id"])
+    except (urllib.error.URLError, KeyError, DeployError) as exc:
+        # The system runs without the demo content; say why instead of stopping.
+        log.error("system.demo_seed_failed error=%s", exc)
+
+
 def summary(system: System, logins: dict[str, str]) -> dict[str, Any]:
     api = f"http://127.0.0.1:{system.api_port}"
     return {
+        "dashboard": f"{api}/",
         "api": api,
         "api_docs": f"{api}/docs",
         "edges": {
@@ -309,7 +377,8 @@ def summary(system: System, logins: dict[str, str]) -> dict[str, Any]:
 
 
 def describe(info: dict[str, Any], endpoints_path: Path) -> str:
-    lines = ["", "telemed is running", f"  cloud API        {info['api']}   (OpenAPI: {info['api_docs']})"]
+    lines = ["", "telemed is running", f"  dashboard        {info['dashboard']}",
+             f"  cloud API        {info['api']}   (OpenAPI: {info['api_docs']})"]
     for edge_id, edge in info["edges"].items():
         lines.append(f"  {edge_id:<16} status {edge['status_page']}   DICOM {edge['dicom']}")
     lines.append("  logins (username / password / roles):")
@@ -378,6 +447,7 @@ def run_system(system: System, stack: Stack, *, send_study: bool) -> int:
         raise DeployError("the cloud API did not come up:\n" + log_tail(system.var_dir / "logs" / "cloud-api.log"))
     if send_study:
         send_demo_study(system)
+    seed_demo_content(system, logins)
     info = summary(system, logins)
     path = stack.write_endpoints(extra={"system": info})
     print(describe(info, path), flush=True)

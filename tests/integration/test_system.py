@@ -93,6 +93,13 @@ def test_make_run_brings_up_the_whole_system_and_stops_cleanly(tmp_path: Path) -
         studies = _wait_for(lambda: _request(f"{api}/dicomweb/studies", token=admin), 120, "the CT study")
         assert any("CT" in s.get("00080061", {}).get("Value", []) for s in studies)
 
+        # The demo content: an open consultation offered to a matched expert, and who is on call.
+        consultations = _wait_for(lambda: _request(f"{api}/api/consultations", token=doctor)["consultations"], 120,
+                                  "the demo consultation")
+        assert consultations[0]["state"] in ("offered", "requested")
+        on_call = _request(f"{api}/api/oncall/now?site=anxian", token=admin)
+        assert on_call
+
         # Each edge's status page answers.
         for edge in info["edges"].values():
             with urllib.request.urlopen(edge["status_page"].rstrip("/") + "/healthz", timeout=10) as response:
