@@ -56,6 +56,15 @@ def websocket_token(websocket: WebSocket) -> str | None:
     return None
 
 
+async def websocket_session(websocket: WebSocket, pool: Pool) -> AuthSession | None:
+    """The live session behind the handshake's token (see websocket_token), or None."""
+    token = websocket_token(websocket)
+    if token is None:
+        return None
+    async with pooled_connection(pool) as conn:
+        return await store.live_session(conn, token_hash(token))
+
+
 def same_origin(origin: str | None, host: str | None) -> bool:
     """Whether a browser's Origin names the host it connected to (non-browser clients send none)."""
     if origin is None:
@@ -77,11 +86,7 @@ async def live(websocket: WebSocket) -> None:
     pool: Pool = websocket.app.state.pool
     hub: LiveHub = websocket.app.state.live_hub
     policy: ApiPolicy = websocket.app.state.policy
-    token = websocket_token(websocket)
-    session = None
-    if token is not None:
-        async with pooled_connection(pool) as conn:
-            session = await store.live_session(conn, token_hash(token))
+    session = await websocket_session(websocket, pool)
     if session is None:
         await _deny(websocket, 401, "authentication required")
         return

@@ -29,9 +29,8 @@ from cloud.api.audit import audit
 from cloud.api.auth import store as auth_store
 from cloud.api.auth.models import AuthSession
 from cloud.api.auth.scoping import SiteScope
-from cloud.api.auth.tokens import token_hash
 from cloud.api.deps import Pool, pooled_connection
-from cloud.api.live import offered_subprotocols, websocket_token
+from cloud.api.live import offered_subprotocols, websocket_session
 from cloud.api.live_hub import DROPPED, LiveHub, Subscription
 from cloud.api.live_updates import LiveUpdate
 from cloud.video import messages
@@ -66,11 +65,7 @@ async def serve_call(websocket: WebSocket, consultation_id: str) -> None:
     runtime: VideoRuntime = websocket.app.state.video
     pool: Pool = websocket.app.state.pool
     hub: LiveHub = websocket.app.state.live_hub
-    token = websocket_token(websocket)
-    session = None
-    if token is not None:
-        async with pooled_connection(pool) as conn:
-            session = await auth_store.live_session(conn, token_hash(token))
+    session = await websocket_session(websocket, pool)
     if session is None:
         await refuse(websocket, 401, "authentication required")
         return
