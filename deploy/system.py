@@ -6,6 +6,7 @@ hospitals (config bundles under var/edges/), `telemed-cloud user add` for the de
 ingest workers and API, two `telemed-edge` boxes with simulated wards (one patient deteriorating), and
 a modality that sends a CT study to the first edge. Prints the endpoints and logins, writes them to
 var/endpoints.json (0600), and supervises the services: a crashed service is restarted with backoff.
+The on-call rotas page a local receiver (deploy/pager.py) whose pages are printed as they arrive.
 Re-running reuses var/: the same edges, keys, logins and data.
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 
 from deploy.children import log_tail
 from deploy.errors import DeployError
+from deploy.pager import DemoPager, ReceivedPage
 from deploy.ports import accepts_connections, free_loopback_port, wait_until
 from deploy.stack import Endpoints, Stack, StackSettings
 from proto.settings import SettingsError, load_settings
@@ -187,8 +189,10 @@ def write_cloud_config(system: System) -> None:
     )) + "\n")
 
 
-def run_command(system: System, argv: list[str], what: str, *, stdin: str | None = None) -> str:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=system.env(), timeout=300)
+def run_command(system: System, argv: list[str], what: str, *, stdin: str | None = None,
+                env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=system.env() | (env or {}),
+                          timeout=300)
     if done.returncode != 0:
         raise DeployError(f"{what} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
     return done.stdout
@@ -314,10 +318,23 @@ def api_call(base: str, path: str, *, token: str | None = None, body: Any = None
     return json.loads(text) if text else None
 
 
-def seed_demo_content(system: System, logins: dict[str, str]) -> None:
+@dataclass(frozen=True)
+class PagerAddress:
+    url: str
+    secret: str
+
+
+def point_pager(system: System, pager: PagerAddress, *, rotas: bool) -> None:
+    """Seed the on-call rotas (`rotas`) and point their contact channel at this run's pager."""
+    argv = system.cloud("oncall", "seed-demo", "--webhook", pager.url) + ([] if rotas else ["--webhook-only"])
+    run_command(system, argv, "on-call rotas", env={"TELEMED_DEMO_WEBHOOK_SECRET": pager.secret})
+
+
+def seed_demo_content(system: System, logins: dict[str, str], pager: PagerAddress) -> None:
     """Expert profiles, on-call rotas and an open consultation for the deteriorating patient (once per var/)."""
     marker = system.var_dir / "demo-content-seeded"
     if marker.exists():
+        point_pager(system, pager, rotas=False)
         return
     base = f"http://127.0.0.1:{system.api_port}"
 
@@ -333,7 +350,7 @@ def seed_demo_content(system: System, logins: dict[str, str]) -> None:
             availability = {"languages": ["zh", "en"], "max_concurrent": 4, "on_duty": True, "online": True}
             api_call(base, f"/api/admin/users/{users[username]}/profile", token=admin, method="PUT",
                      body=profile | {"availability": availability})
-        run_command(system, system.cloud("oncall", "seed-demo"), "on-call rotas")
+        point_pager(system, pager, rotas=True)
         doctor = login("dr.wang")
         deadline = time.monotonic() + 120
         patients: list[dict[str, Any]] = []
@@ -355,7 +372,24 @@ def seed_demo_content(system: System, logins: dict[str, str]) -> None:
         log.error("system.demo_seed_failed error=%s", exc)
 
 
-def summary(system: System, logins: dict[str, str]) -> dict[str, Any]:
+def on_call_now(system: System, logins: dict[str, str]) -> dict[str, list[str]]:
+    """Per site, `tier: person` for whoever is on call now (empty when the API cannot tell)."""
+    base = f"http://127.0.0.1:{system.api_port}"
+    try:
+        token = api_call(base, "/api/auth/login", body={"username": "admin", "password": logins["admin"]})["token"]
+        found: dict[str, list[str]] = {}
+        for edge in DEMO_EDGES:
+            now = api_call(base, f"/api/oncall/now?site={edge.site}", token=token)
+            found[edge.site] = [
+                f"{tier['tier']} {tier['now']['display_name'] or tier['now']['username']}"
+                for department in now["departments"] for tier in department["tiers"] if tier["now"]]
+        return found
+    except (urllib.error.URLError, KeyError, TypeError) as exc:
+        log.error("system.oncall_unknown error=%s", exc)
+        return {}
+
+
+def summary(system: System, logins: dict[str, str], pager: PagerAddress) -> dict[str, Any]:
     api = f"http://127.0.0.1:{system.api_port}"
     return {
         "dashboard": f"{api}/",
@@ -372,6 +406,8 @@ def summary(system: System, logins: dict[str, str]) -> dict[str, Any]:
         },
         "logins": {u.username: {"password": logins[u.username], "roles": list(u.roles), "site": u.site}
                    for u in DEMO_USERS},
+        "on_call": on_call_now(system, logins),
+        "pager": pager.url,
         "logs": str(system.var_dir / "logs"),
     }
 
@@ -385,7 +421,10 @@ def describe(info: dict[str, Any], endpoints_path: Path) -> str:
     for username, login in info["logins"].items():
         site = f" @ {login['site']}" if login["site"] else ""
         lines.append(f"    {username:<12} {login['password']:<14} {', '.join(login['roles'])}{site}")
-    lines += [f"  logs             {info['logs']}", f"  endpoints        {endpoints_path}  (0600)",
+    for site, tiers in info["on_call"].items():
+        lines.append(f"  on call now      {site}: {'; '.join(tiers) or 'nobody'}")
+    lines += [f"  pager            {info['pager']}  (signed webhook; pages are printed below as they arrive)",
+              f"  logs             {info['logs']}", f"  endpoints        {endpoints_path}  (0600)",
               "Ctrl-C stops everything.", ""]
     return "\n".join(lines)
 
@@ -447,10 +486,30 @@ def run_system(system: System, stack: Stack, *, send_study: bool) -> int:
         raise DeployError("the cloud API did not come up:\n" + log_tail(system.var_dir / "logs" / "cloud-api.log"))
     if send_study:
         send_demo_study(system)
-    seed_demo_content(system, logins)
-    info = summary(system, logins)
-    path = stack.write_endpoints(extra={"system": info})
-    print(describe(info, path), flush=True)
+    with DemoPager(secrets.token_urlsafe(24), PageLog(system.var_dir / "logs" / "pages.log")) as pager:
+        address = PagerAddress(pager.url, pager.secret)
+        seed_demo_content(system, logins, address)
+        info = summary(system, logins, address)
+        path = stack.write_endpoints(extra={"system": info})
+        print(describe(info, path), flush=True)
+        return supervise(system, stack)
+
+
+class PageLog:
+    """Prints each page as it arrives and keeps it in logs/pages.log."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __call__(self, page: ReceivedPage) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {page.line()}"
+        print(line, flush=True)
+        with self._path.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
+def supervise(system: System, stack: Stack) -> int:
+    """Restart crashed services until a signal; 1 when a server of the stack died."""
     while True:
         dead = stack.dead_services()
         if dead:

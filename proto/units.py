@@ -82,3 +82,15 @@ def to_canonical(value: float, unit: str) -> tuple[float, str]:
     except KeyError:
         raise ValueError(f"no conversion from unit {unit!r}") from None
     return convert(value), canonical
+
+
+# UCUM print symbols (UCUM table "print" column) for text people read; codes stay in data and on the wire.
+PRINT_SYMBOLS: MappingProxyType[str, str] = MappingProxyType({
+    "Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "kPa": "kPa", "mmol/L": "mmol/L", "mg/dL": "mg/dL",
+    "kg": "kg", "[lb_av]": "lb", "m": "m", "[in_i]": "in", "%": "%", "/min": "/min",
+})
+
+
+def print_symbol(unit: str) -> str:
+    """How `unit` is written for a reader (e.g. 'Cel' -> '°C'); the code itself when UCUM gives no other."""
+    return PRINT_SYMBOLS.get(unit, unit)

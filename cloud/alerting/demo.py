@@ -4,7 +4,8 @@ users who exist (role on_call / county_doctor), so a fresh demo pages someone. I
 Per site: one default department "general" (综合病区) covering the site's wards, headed by its first county
 doctor; a daily primary rota of the on-call doctors serving the site (else its county doctors) and a daily
 secondary rota of its county doctors (else the primary rota shifted by one), handing over at 08:00 in the
-site's zone; and the default escalation policy when the site has none.
+site's zone; and the default escalation policy when the site has none. Given a webhook, one "demo pager"
+channel (a fixed id, so re-seeding re-points it) reaches every rota member; `rotas=False` only re-points it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cloud.alerting.escalation import EscalationPolicy
 from cloud.alerting.oncall import Department, RotaTier, Rotation, zone
 
 DEPARTMENT = "general"
+DEMO_CHANNEL_ID = uuid.uuid5(uuid.NAMESPACE_URL, "telemed:demo-webhook")
 
 
 @dataclass
@@ -36,13 +38,20 @@ def _serves(person: Person, site_id: str, role: str) -> bool:
 
 
 async def seed_demo(conn: Conn, *, now: dt.datetime, webhook_url: str | None = None,
-                    webhook_secret: str | None = None) -> SeedReport:
-    """Seed on-call data for every site (and, given a webhook, a channel reaching every rota member)."""
+                    webhook_secret: str | None = None, rotas: bool = True) -> SeedReport:
+    """Seed on-call data for every site (and, given a webhook, a channel reaching every rota member).
+
+    With `rotas=False` the rotas are left as they are (an admin may have changed them) and only the webhook
+    channel is (re)pointed, reaching the members of the rotas that exist.
+    """
     report = SeedReport()
     people = sorted((await directory.people(conn)).values(), key=lambda p: p.username)
     policies = await directory.policies(conn)
     reached: set[uuid.UUID] = set()
-    for site in (await directory.sites(conn)).values():
+    if not rotas:
+        cur = await conn.execute("SELECT DISTINCT unnest(members) FROM oncall_rotations")
+        reached.update(user_id for (user_id,) in await cur.fetchall())
+    for site in (await directory.sites(conn)).values() if rotas else ():
         doctors = [p for p in people if "county_doctor" in p.roles and not p.disabled and p.site_id == site.site_id]
         on_call = [p for p in people if _serves(p, site.site_id, "on_call")]
         primary = on_call or doctors
@@ -69,12 +78,11 @@ async def seed_demo(conn: Conn, *, now: dt.datetime, webhook_url: str | None = N
                                       "secondary": [p.username for p in secondary]}
         reached.update(p.user_id for p in (head, *primary, *secondary))
     if webhook_url:
-        channel_id = uuid.uuid5(uuid.NAMESPACE_URL, f"telemed:demo-webhook:{webhook_url}")
-        await directory.upsert_channel(conn, ChannelRow(channel_id, "webhook", "demo pager", None,
+        await directory.upsert_channel(conn, ChannelRow(DEMO_CHANNEL_ID, "webhook", "demo pager", None,
                                                         {"url": webhook_url, "secret": webhook_secret or ""}, True))
         for user_id in sorted(reached, key=str):
-            await directory.put_contact(conn, user_id, channel_id, "", True)
-        report.channel = channel_id
+            await directory.put_contact(conn, user_id, DEMO_CHANNEL_ID, "", True)
+        report.channel = DEMO_CHANNEL_ID
     return report
 
 

@@ -29,6 +29,7 @@ from proto.alerting.incident import ChangeType, Context, RuleSpec
 from proto.alerting.tracker import Cause, LevelTiming
 from proto.messages import AlertCategory, Priority
 from proto.news2 import News2Score
+from proto.units import print_symbol
 from proto.vocabulary import BY_WIRE_ID, VOCABULARY
 
 KIND_COLUMNS = max(BY_WIRE_ID) + 1  # dense per-kind arrays are indexed by vocabulary wire id
@@ -47,7 +48,7 @@ def _display(kind_id: int | None) -> tuple[str, str]:
     if kind_id is None:
         return "", ""
     vk = BY_WIRE_ID[kind_id]
-    unit = "" if vk.unit.startswith("{") else f" {vk.unit}"
+    unit = "" if vk.unit.startswith("{") else f" {print_symbol(vk.unit)}"
     return vk.display_en, unit
 
 

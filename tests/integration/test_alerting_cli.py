@@ -66,6 +66,18 @@ def test_seed_demo_builds_rotas_from_the_existing_users_and_can_run_again(
     assert [r[0] for r in reached] == ["dr.li", "dr.wang", "dr.zhao"]
     assert main(["oncall", "seed-demo", "--webhook", "http://127.0.0.1:9/hook"]) == 1  # a webhook needs its secret
 
+    # A restarted demo re-points its one pager channel and leaves rotas an admin may have edited alone.
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        conn.execute("UPDATE oncall_rotations SET members = members[1:1] WHERE site_id = 'pingxiang'"
+                     " AND tier = 'primary'")
+    assert main(["oncall", "seed-demo", "--webhook", "http://127.0.0.1:7/new", "--webhook-secret", "t",
+                 "--webhook-only"]) == 0
+    assert rows(database.url, "SELECT config->>'url', config->>'secret' FROM notification_channels") == [
+        ("http://127.0.0.1:7/new", "t")]
+    assert rows(database.url, "SELECT cardinality(members) FROM oncall_rotations WHERE site_id = 'pingxiang'"
+                              " AND tier = 'primary'") == [(1,)]
+    assert main(["oncall", "seed-demo", "--webhook-only"]) == 1  # nothing to point
+
 
 def test_the_alerting_command_runs_until_sigterm(database: PostgresEndpoint, mosquitto: MosquittoServer,
                                                  tmp_path: Path) -> None:

@@ -99,6 +99,13 @@ def test_make_run_brings_up_the_whole_system_and_stops_cleanly(tmp_path: Path) -
         assert consultations[0]["state"] in ("offered", "requested")
         on_call = _request(f"{api}/api/oncall/now?site=anxian", token=admin)
         assert on_call
+        assert "on call now      anxian: primary 赵医生" in text
+
+        # The simulated ward's alerts page the on-call doctor through the signed webhook, shown by the launcher.
+        _wait_for(lambda: "PAGE " in out_path.read_text(), 180, "a page to the on-call doctor")
+        pages = [line for line in out_path.read_text().splitlines() if " PAGE " in line]
+        assert any(" -> 赵医生 (值班) (primary, step 0) 安县人民医院 " in line or
+                   " -> 李医生 (平乡) (primary, step 0) 平乡县医院 " in line for line in pages), pages
 
         # Each edge's status page answers.
         for edge in info["edges"].values():

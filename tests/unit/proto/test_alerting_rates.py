@@ -17,7 +17,7 @@ def test_a_systolic_drop_of_more_than_40_within_30_min_raises_at_the_reading() -
         changes += engine.observe("pt-1", "systolic_bp", sbp, at(minute * 60), device_id="cuff-1")
     drop = only(changes, "sbp_drop")
     assert brief(drop) == [("raised", "sbp_drop", "medium", 1800.0)]
-    assert "fell 42 mm[Hg]" in drop[0].alert.message
+    assert "fell 42 mmHg" in drop[0].alert.message
     assert drop[0].alert.value == 108
 
 
