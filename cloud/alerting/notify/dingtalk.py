@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from cloud.alerting.errors import ChannelConfigError
 from cloud.alerting.notify.http import check_url
-from cloud.alerting.notify.page import PRIORITY_ZH, STATE_ZH, TIER_ZH, Page
-from cloud.alerting.notify.robot import clip_utf8, post_robot
+from cloud.alerting.notify.page import Page
+from cloud.alerting.notify.robot import clip_utf8, facts_zh, post_robot, priority_zh
 
 MAX_TEXT_BYTES: Final = 18_000
 RATE_LIMITED: Final = frozenset({130101})
@@ -45,20 +45,8 @@ def signed_url(url: str, secret: str | None, timestamp_ms: int) -> str:
 
 def markdown(page: Page, mobile: str | None) -> dict[str, Any]:
     """The robot message for a page; `mobile` is the recipient's phone number registered in DingTalk."""
-    priority = PRIORITY_ZH.get(page.priority, page.priority)
-    title = f"【{priority}优先级】患者告警 {page.rule}"
-    lines = [
-        f"### {title}",
-        f"- 医院: {page.where}",
-        f"- 患者: {page.patient_id}",
-        f"- 内容: {page.message}",
-    ]
-    if page.news2_total is not None:
-        lines.append(f"- NEWS2: **{page.news2_total}**")
-    lines += [
-        f"- 时间: {page.local_time()}",
-        f"- 升级: {TIER_ZH.get(page.tier, page.tier)} (第 {page.step + 1} 步) · {STATE_ZH.get(page.state, page.state)}",
-    ]
+    title = f"【{priority_zh(page)}优先级】患者告警 {page.rule}"
+    lines = [f"### {title}", *(f"- {label}: {value}" for label, value in facts_zh(page, lambda v: f"**{v}**"))]
     if page.link:
         lines.append(f"\n[打开并确认告警]({page.link})")
     if mobile:

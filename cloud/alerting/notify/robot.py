@@ -8,11 +8,12 @@ problem (bad key, keyword or IP not allowed, malformed message) that retrying ca
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from cloud.alerting.errors import DeliveryError
 from cloud.alerting.notify.http import post
+from cloud.alerting.notify.page import PRIORITY_ZH, STATE_ZH, TIER_ZH, Page
 
 
 def post_robot(url: str, document: dict[str, Any], *, timeout_s: float, transient_codes: Collection[int],
@@ -36,3 +37,18 @@ def clip_utf8(text: str, limit: int) -> str:
     if len(raw) <= limit:
         return text
     return raw[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def priority_zh(page: Page) -> str:
+    """The page's priority in Chinese (高/中/低)."""
+    return PRIORITY_ZH.get(page.priority, page.priority)
+
+
+def facts_zh(page: Page, emphasise: Callable[[str], str]) -> list[tuple[str, str]]:
+    """The labelled facts both robots show for a page, in order; `emphasise` marks up the NEWS2 score."""
+    facts = [("医院", page.where), ("患者", page.patient_id), ("内容", page.message)]
+    if page.news2_total is not None:
+        facts.append(("NEWS2", emphasise(str(page.news2_total))))
+    escalation = f"{TIER_ZH.get(page.tier, page.tier)} (第 {page.step + 1} 步) · {STATE_ZH.get(page.state, page.state)}"
+    facts += [("时间", page.local_time()), ("升级", escalation)]
+    return facts

@@ -12,8 +12,8 @@ from typing import Any, Final
 
 from cloud.alerting.errors import ChannelConfigError
 from cloud.alerting.notify.http import check_url
-from cloud.alerting.notify.page import PRIORITY_ZH, STATE_ZH, TIER_ZH, Page
-from cloud.alerting.notify.robot import clip_utf8, post_robot
+from cloud.alerting.notify.page import Page
+from cloud.alerting.notify.robot import clip_utf8, facts_zh, post_robot, priority_zh
 
 MAX_CONTENT_BYTES: Final = 4096
 RATE_LIMITED: Final = frozenset({45009})
@@ -24,17 +24,8 @@ def markdown(page: Page, mention: str | None) -> dict[str, Any]:
     """The robot message for a page; `mention` is the recipient's WeCom userid, if known."""
     colour = _COLOURS.get(page.priority, "comment")
     lines = [
-        f"### <font color=\"{colour}\">【{PRIORITY_ZH.get(page.priority, page.priority)}优先级】</font> "
-        f"患者告警 {page.rule}",
-        f"> 医院: {page.where}",
-        f"> 患者: {page.patient_id}",
-        f"> 内容: {page.message}",
-    ]
-    if page.news2_total is not None:
-        lines.append(f"> NEWS2: <font color=\"{colour}\">{page.news2_total}</font>")
-    lines += [
-        f"> 时间: {page.local_time()}",
-        f"> 升级: {TIER_ZH.get(page.tier, page.tier)} (第 {page.step + 1} 步) · {STATE_ZH.get(page.state, page.state)}",
+        f"### <font color=\"{colour}\">【{priority_zh(page)}优先级】</font> 患者告警 {page.rule}",
+        *(f"> {label}: {value}" for label, value in facts_zh(page, lambda v: f"<font color=\"{colour}\">{v}</font>")),
     ]
     if page.link:
         lines.append(f"[打开并确认告警]({page.link})")
