@@ -51,6 +51,7 @@ from edge.outbox import EvictionReport, Outbox, OutboxError, OutboxPolicy
 from edge.settings import EdgeSettings
 from edge.uplink import CommandRegistry, LinkState, Uplink, VitalsBatcher
 from edge.video import VideoCalls, event_sender, register_video
+from edge.video.uploader import RecordingUploader, recording_pipeline
 from proto.messages import DeviceStatus, DicomManifest, Event
 from proto.schema import ValidationError
 from proto.vitals import VitalSample
@@ -130,6 +131,7 @@ class EdgeService:
         self.dicom: DicomService | None = None
         self.http: HttpServer | None = None
         self.video: VideoCalls | None = None
+        self._recording_uploader: RecordingUploader | None = None
         self._clock: Clock = SYSTEM_CLOCK
         self._stopped = False
 
@@ -169,7 +171,12 @@ class EdgeService:
             self._start_alerting(commands)
         if s.video.enabled:
             send = event_sender(self.outbox.enqueue)  # answers and candidates go up as signal events
-            self.video = VideoCalls(s.video, send=send)
+            recording = recording_pipeline(s, base_dir=self.base_dir, signer=RequestSigner(s.edge.id, signer))
+            spool, self._recording_uploader = recording if recording is not None else (None, None)
+            self.video = VideoCalls(s.video, send=send, spool=spool,
+                                    on_sealed=self._recording_uploader.wake if self._recording_uploader else None)
+            if self._recording_uploader is not None:
+                self._recording_uploader.start()
             register_video(commands, calls=self.video, loop=asyncio.get_running_loop(), send=send)
         self.uplink.start()
         if s.dicom.enabled:
@@ -197,6 +204,8 @@ class EdgeService:
             await self.collector.stop()
         if self.video is not None:
             await self.video.close()  # before the uplink and the outbox stop
+        if self._recording_uploader is not None:
+            await asyncio.to_thread(self._recording_uploader.stop)
         if self.ward is not None:
             await self.ward.aclose()
         elif self.transport is not None:

@@ -330,6 +330,8 @@ class VideoSettings:
     stats_interval_s: float = 1.0  # how often each peer's RTCP statistics are read for the ladder
     stun_urls: tuple[str, ...] = ()  # used when the cloud's signal carries no ICE servers
     recording_dir: Path = Path("recordings")  # relative: to the bundle directory
+    # Where sealed recordings go: the cloud API's base URL ("" = dicom.stow_url's; neither: no recording).
+    recording_upload_url: str = ""
 
     def __post_init__(self) -> None:
         for name in ("camera_size", "ultrasound_size", "synthetic_size"):

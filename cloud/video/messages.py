@@ -8,7 +8,8 @@ Browser -> cloud, JSON objects by `type`:
 - `bye`: leaving the call.
 Cloud -> browser: `welcome` {role, ice_servers, session}, then the edge's replies for this connection:
 `answer` {n, sdp, sources, source}, `source` {source}, `quality` {rung, width, height, bitrate_bps, fps},
-`error` {reason, detail}, `closed` {reason}. The edge's routing fields are not passed on.
+`error` {reason, detail}, `closed` {reason}, `recording` {active}. The edge's routing fields are not passed
+on. The cloud itself adds `consent` {standing} when the patient's consent is recorded or revoked.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _FORWARDED: Final = {
     "quality": ("n", "rung", "width", "height", "bitrate_bps", "fps"),
     "error": ("n", "reason", "detail"),
     "closed": ("n", "reason"),
+    "recording": ("n", "active"),
 }
 
 
@@ -123,11 +125,16 @@ def parse_client(text: str | bytes) -> ClientMessage:
 
 
 def command_args(message: ClientMessage, *, route: CallRoute, n: int, ice_servers: list[dict[str, Any]],
-                 record: bool) -> dict[str, Any]:
-    """The `signal` command args for a browser message in negotiation `n` (edge/video/signals.py)."""
+                 record: bool, consent_id: str | None = None) -> dict[str, Any]:
+    """The `signal` command args for a browser message in negotiation `n` (edge/video/signals.py).
+
+    `record` is true only while the patient's consent stands (`consent_id`, cloud/video/consent.py).
+    """
     args = route.args(n)
     if isinstance(message, ClientOffer):
         args |= {"type": "offer", "sdp": message.sdp, "ice_servers": ice_servers, "record": record}
+        if record and consent_id is not None:
+            args["consent_id"] = consent_id
         if message.source is not None:
             args["source"] = message.source
     elif isinstance(message, ClientCandidate):
@@ -137,6 +144,14 @@ def command_args(message: ClientMessage, *, route: CallRoute, n: int, ice_server
         args |= {"type": "source", "source": message.source}
     else:
         args["type"] = "bye"
+    return args
+
+
+def record_args(*, consultation_id: str, record: bool, consent_id: str | None) -> dict[str, Any]:
+    """The args of a `signal` command of type `record`: record the consultation's call (consent stands) or stop."""
+    args: dict[str, Any] = {"type": "record", "consultation_id": consultation_id, "record": record}
+    if record and consent_id is not None:
+        args["consent_id"] = consent_id
     return args
 
 

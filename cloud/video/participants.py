@@ -40,8 +40,19 @@ class CallAccess:
     role: CallRole
 
 
-async def call_access(conn: Conn, *, consultation_id: uuid.UUID, user: User) -> CallAccess:
-    """The caller's place in the consultation's call; CallRefused otherwise."""
+@dataclass(frozen=True, slots=True)
+class Participation:
+    """The caller's place in a consultation, whatever its state (recordings outlive the call)."""
+
+    consultation_id: uuid.UUID
+    site_id: str
+    patient_id: str
+    state: str
+    role: CallRole
+
+
+async def participation(conn: Conn, *, consultation_id: uuid.UUID, user: User) -> Participation:
+    """The caller's role in the consultation; CallRefused(403) for everyone else and unknown consultations."""
     consultation = await store.get_consultation(conn, consultation_id)
     if consultation is None:
         raise CallRefused(403, "only the consultation's participants may join its call")
@@ -54,10 +65,17 @@ async def call_access(conn: Conn, *, consultation_id: uuid.UUID, user: User) -> 
         role = "requester"
     else:
         raise CallRefused(403, "only the consultation's participants may join its call")
-    if consultation.state not in CALL_STATES:
-        raise CallRefused(409, f"the consultation is {consultation.state}: calls run once an expert accepted it")
-    return CallAccess(consultation_id=consultation.consultation_id, site_id=consultation.site_id,
-                      patient_id=consultation.patient_id, role=role)
+    return Participation(consultation_id=consultation.consultation_id, site_id=consultation.site_id,
+                         patient_id=consultation.patient_id, state=consultation.state, role=role)
+
+
+async def call_access(conn: Conn, *, consultation_id: uuid.UUID, user: User) -> CallAccess:
+    """The caller's place in the consultation's call; CallRefused otherwise."""
+    found = await participation(conn, consultation_id=consultation_id, user=user)
+    if found.state not in CALL_STATES:
+        raise CallRefused(409, f"the consultation is {found.state}: calls run once an expert accepted it")
+    return CallAccess(consultation_id=found.consultation_id, site_id=found.site_id, patient_id=found.patient_id,
+                      role=found.role)
 
 
 async def site_edge(conn: Conn, site_id: str) -> str | None:

@@ -1,4 +1,5 @@
-"""Routes of video consultation: the call WebSocket and the browser module the dashboard imports.
+"""Routes of video consultation: the call WebSocket, the browser module the dashboard imports, recording
+consent (consent_routes.py) and recordings (cloud/recordings/routes.py).
 
 Included in the app with `app.include_router(video_routes.router_for(settings))`; the router's lifespan
 (merged into the app's by FastAPI) owns the runtime and stops its MQTT connection at shutdown.
@@ -14,12 +15,15 @@ from typing import Final
 from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.responses import FileResponse
 
+from cloud.recordings import routes as recording_routes
 from cloud.settings import CloudSettings
+from cloud.video import consent_routes
 from cloud.video.runtime import VideoRuntime
 from cloud.video.settings import video_settings
 from cloud.video.signalling import serve_call
 
 CALL_JS: Final = Path(__file__).parent / "static" / "call.js"
+CALL_CSS: Final = CALL_JS.with_name("call.css")
 
 
 def router_for(settings: CloudSettings) -> APIRouter:
@@ -35,6 +39,8 @@ def router_for(settings: CloudSettings) -> APIRouter:
             await runtime.close()
 
     router = APIRouter(tags=["video"], lifespan=lifespan)
+    router.include_router(consent_routes.router)
+    router.include_router(recording_routes.router_for(settings))
 
     @router.websocket("/api/consultations/{consultation_id}/call")
     async def call(websocket: WebSocket, consultation_id: str) -> None:
@@ -45,6 +51,12 @@ def router_for(settings: CloudSettings) -> APIRouter:
     async def call_js() -> FileResponse:
         """The call panel module (ES module; no patient data, cacheable for an hour)."""
         return FileResponse(CALL_JS, media_type="text/javascript; charset=utf-8",
+                            headers={"Cache-Control": "public, max-age=3600"})
+
+    @router.get("/video/call.css", include_in_schema=False)
+    async def call_css() -> FileResponse:
+        """The call panel's stylesheet (linked by call.js)."""
+        return FileResponse(CALL_CSS, media_type="text/css; charset=utf-8",
                             headers={"Cache-Control": "public, max-age=3600"})
 
     return router

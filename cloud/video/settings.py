@@ -27,6 +27,8 @@ class VideoSettings:
     max_message_bytes: int = 65_536
     messages_per_s: float = 20.0  # per connection (token bucket, burst 3 s worth): trickled candidates fit
     mqtt_connect_timeout_s: float = 10.0
+    recording_dir: str = ""  # sealed recordings; "" = `recordings` beside the DICOM store (dicom.store_dir)
+    max_recording_bytes: int = 4 << 30  # one upload; a 2-hour call at the recording's 1 Mbit/s is ~1 GB
 
     def __post_init__(self) -> None:
         for url in self.stun_urls:
@@ -39,7 +41,8 @@ class VideoSettings:
             raise ValueError("video.turn_secret is required with turn_urls (coturn use-auth-secret)")
         if not 60 <= self.turn_ttl_s <= 86_400:
             raise ValueError("video.turn_ttl_s must be 60..86400")
-        for name in ("command_ttl_s", "revalidate_s", "messages_per_s", "mqtt_connect_timeout_s"):
+        for name in ("command_ttl_s", "revalidate_s", "messages_per_s", "mqtt_connect_timeout_s",
+                     "max_recording_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"video.{name} must be positive")
 

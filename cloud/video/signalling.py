@@ -10,6 +10,10 @@ Browser messages become signed `signal` commands on the edge's down/cmd; the edg
 `signal` events through ingest, which announces them with pg_notify('telemed_events'); the API's live hub
 hands them to this connection, which forwards those addressed to it (messages.py). A notification cut
 short by NOTIFY's size limit is completed from the events table. Joining and leaving are audited.
+
+Recording: each offer carries `record` true only while the patient's consent stands (read from the
+database just before the offer goes out); the periodic re-check also re-reads it and, when it changed,
+tells the edge (`record` command) and the browser (`consent`), which covers a lost command.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from cloud.api.deps import Pool, pooled_connection
 from cloud.api.live import offered_subprotocols, websocket_session
 from cloud.api.live_hub import DROPPED, LiveHub, Subscription
 from cloud.api.live_updates import LiveUpdate
-from cloud.video import messages
+from cloud.video import consent_store, messages
 from cloud.video.commands import CommandPublisher, PublishError
+from cloud.video.consent import record_flag
 from cloud.video.ice import ice_servers
 from cloud.video.participants import CallAccess, CallRefused, call_access, signal_body, site_edge
+from cloud.video.recording_control import tell_edge
 from cloud.video.runtime import VideoRuntime
 from proto.messages import Command
 
@@ -120,6 +126,7 @@ class _Call:
         self.ip = websocket.client.host if websocket.client else "unknown"
         self._tokens = self.settings.messages_per_s * 3
         self._last_refill = time.monotonic()
+        self.record: tuple[bool, str | None] = (False, None)  # what the edge was last told about recording
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -129,8 +136,9 @@ class _Call:
             await self._audit("video.join", {"role": self.access.role, "edge_id": self.edge_id})
             log.info("video.call_joined", extra={"consultation_id": self.route.consultation_id,
                                                  "role": self.access.role, "edge_id": self.edge_id})
+            await self._read_consent()
             await self.ws.send_json({"type": "welcome", "role": self.access.role, "session": self.route.session,
-                                     "ice_servers": self._ice()})
+                                     "ice_servers": self._ice(), "consent": self.record[0]})
             receiver = asyncio.create_task(self._receive())
             sender = asyncio.create_task(self._send())
             done, pending = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
@@ -169,8 +177,18 @@ class _Call:
         self._tokens -= 1
         return True
 
+    async def _read_consent(self) -> bool:
+        """Re-read the consent; whether it changed since the edge was last told."""
+        async with pooled_connection(self.pool) as conn:
+            flag = record_flag(await consent_store.standing(conn, self.access.consultation_id))
+        changed = flag != self.record
+        self.record = flag
+        return changed
+
     def _command(self, message: messages.ClientMessage) -> None:
-        args = messages.command_args(message, route=self.route, n=self.n, ice_servers=self._ice(), record=False)
+        record, consent_id = self.record
+        args = messages.command_args(message, route=self.route, n=self.n, ice_servers=self._ice(), record=record,
+                                     consent_id=consent_id)
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.settings.command_ttl_s)
         command = Command(command_id=uuid.uuid4(), name="signal", args=args, expires_at=expires)
         self.publisher.publish(site_id=self.access.site_id, edge_id=self.edge_id, command=command)
@@ -196,6 +214,7 @@ class _Call:
                 continue
             if isinstance(message, messages.ClientOffer):
                 self.n += 1
+                await self._read_consent()
             elif self.n < 0:
                 await self._error("no_negotiation", "send an offer first")
                 continue
@@ -258,5 +277,12 @@ class _Call:
             except CallRefused as exc:
                 await self.ws.close(code=_CLOSE_FOR_STATUS.get(exc.status, CLOSE_POLICY), reason=exc.detail)
                 return False
+        if await self._read_consent():
+            record, consent_id = self.record
+            await self.ws.send_json({"type": "consent", "standing": record})
+            if self.n >= 0:
+                async with pooled_connection(self.pool) as conn:
+                    await tell_edge(conn, self.runtime, site_id=self.access.site_id,
+                                    consultation_id=self.access.consultation_id, record=record, consent_id=consent_id)
         return True
 

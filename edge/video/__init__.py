@@ -3,12 +3,15 @@
 Wiring (the edge service's composition root):
 
     send = event_sender(outbox.enqueue)               # replies become Event(event_type="signal")
-    calls = VideoCalls(settings.video, send=send)      # on the service's event loop
+    spool, uploader = recording_pipeline(settings, base_dir=..., signer=RequestSigner(edge_id, key))  # or None
+    calls = VideoCalls(settings.video, send=send, spool=spool, on_sealed=uploader.wake)  # on the event loop
     register_video(commands, calls=calls, loop=asyncio.get_running_loop(), send=send)
+    uploader.start()
     ...
     await calls.close()                                # on shutdown, before the uplink and the outbox stop
+    uploader.stop()                                    # sealed recordings wait on disk for the next start
 
-See docs/video.md for the signalling path, the quality ladder and the cost model.
+See docs/video.md for the signalling path, the quality ladder, the cost model and recording.
 """
 
 from edge.settings import VideoSettings

@@ -5,6 +5,11 @@ shared across every call of this edge, bounded viewers per source), the other pa
 microphone (relayed from that participant's own peer connection), and, for the expert while no county
 participant sends audio, the bedside microphone if one is configured. Signals for one participant are
 handled strictly in arrival order (one lock each), so a candidate never overtakes its offer.
+
+Recording (recording.py) runs only while the cloud says the patient's consent stands: an offer's `record`
+or a `record` command starts it, a `record` command saying false (consent revoked), an offer without
+`record`, or the end of the call stops it; the file is then sealed (spool.py) in the background and
+`on_sealed` called (the uploader's wake-up). Participants are told with a `recording` signal.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from edge.settings import VideoSettings
 from edge.video import signals
 from edge.video.errors import SignalError, SourceError, VideoError
 from edge.video.ladder import Rung
+from edge.video.recording import RoomRecording
 from edge.video.relay import Relay
 from edge.video.session import ParticipantSession, SessionOptions
-from edge.video.signals import Bye, Candidate, Offer, Route, SelectSource, SignalMessage
+from edge.video.signals import Bye, Candidate, Offer, RecordRequest, Route, SelectSource, SignalMessage
 from edge.video.sources import MICROPHONE, SourceCatalog
+from edge.video.spool import RecordingSpool
 from edge.video.tracks import ViewerAudioTrack, ViewerVideoTrack
 
 log = logging.getLogger(__name__)
@@ -57,7 +64,8 @@ class VideoCalls:
     """Every call on this edge. `handle(message)` runs on the event loop; replies go to `send`."""
 
     def __init__(self, settings: VideoSettings, *, send: ReplySink, catalog: SourceCatalog | None = None,
-                 options: SessionOptions | None = None) -> None:
+                 options: SessionOptions | None = None, spool: RecordingSpool | None = None,
+                 on_sealed: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.catalog = catalog if catalog is not None else SourceCatalog(settings)
         self._send = send
@@ -66,11 +74,18 @@ class VideoCalls:
         self._rooms: dict[str, dict[str, Participant]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._spool = spool
+        self._on_sealed = on_sealed
+        self._recordings: dict[str, RoomRecording] = {}
+        self._recording_locks: dict[str, asyncio.Lock] = {}
 
     # --- introspection --------------------------------------------------------------------------------------
 
     def participants(self, consultation_id: str) -> dict[str, Participant]:
         return dict(self._rooms.get(consultation_id, {}))
+
+    def recording(self, consultation_id: str) -> RoomRecording | None:
+        return self._recordings.get(consultation_id)
 
     def source_relay(self, name: str) -> Relay:
         """The relay of a local source (created on first use; the source opens with its first viewer)."""
@@ -159,6 +174,11 @@ class VideoCalls:
         log.info("video.joined", extra={"consultation_id": route.consultation_id, "role": route.role,
                                         "source": source})
         self._send(signals.answer(route, sdp=sdp, sources=self.catalog.video_sources, source=source))
+        was_recording = route.consultation_id in self._recordings
+        await self.set_recording(RecordRequest(route.consultation_id, offer.record, offer.consent_id))
+        if was_recording and route.consultation_id in self._recordings:
+            self._follow_source(participant, relay)
+            self._send(signals.recording(route, active=True))
 
     async def _candidate(self, message: Candidate) -> None:
         participant = self._current(message.route)
@@ -181,6 +201,7 @@ class VideoCalls:
             if old is not None:
                 old.unsubscribe(participant.viewer_id)
             participant.source = message.source
+            self._follow_source(participant, new)
             log.info("video.source_switched", extra={"consultation_id": message.route.consultation_id,
                                                      "source": message.source})
         self._send(signals.source_changed(message.route, participant.source))
@@ -206,6 +227,9 @@ class VideoCalls:
         for other in self._rooms.get(participant.route.consultation_id, {}).values():
             if other is not participant:
                 self._view_feed(other, kind, feed)
+        recording = self._recordings.get(participant.route.consultation_id)
+        if recording is not None and kind == "audio":
+            recording.hear(participant.route.role, feed)
 
     def _view_feed(self, viewer: Participant, kind: str, feed: Relay) -> None:
         try:
@@ -288,17 +312,94 @@ class VideoCalls:
             await participant.session.close()
         if not room:
             self._rooms.pop(route.consultation_id, None)
+            if reason != "replaced":  # a reconnect replaces the last participant: the call goes on
+                await self._stop_recording(route.consultation_id, reason="call_ended")
         log.info("video.left", extra={"consultation_id": route.consultation_id, "reason": reason})
         if notify:
             self._send(signals.closed(route, reason))
 
     async def close(self) -> None:
-        """End every call and release every source."""
+        """End every call and release every source; recordings are sealed before this returns."""
         for room in list(self._rooms.values()):
             for participant in list(room.values()):
                 await self._leave(participant, reason="edge_stopping", notify=True)
+        for consultation_id in list(self._recordings):
+            await self._stop_recording(consultation_id, reason="edge_stopping")
+        sealing = [task for task in self._background if task.get_name().startswith("video-seal")]
+        if sealing:
+            await asyncio.wait(sealing)
         for task in list(self._background):
             task.cancel()
         for relay in self._sources.values():
             relay.close()
         self._sources.clear()
+
+    # --- recording ------------------------------------------------------------------------------------------
+
+    async def set_recording(self, request: RecordRequest) -> None:
+        """Start or stop recording a consultation's call as the cloud says (consent stands or not)."""
+        lock = self._recording_locks.setdefault(request.consultation_id, asyncio.Lock())
+        async with lock:
+            active = request.consultation_id in self._recordings
+            if request.record and not active:
+                self._start_recording(request.consultation_id, request.consent_id)
+            elif not request.record and active:
+                await self._stop_recording(request.consultation_id, reason="no_consent")
+
+    def _follow_source(self, participant: Participant, relay: Relay) -> None:
+        """The recording shows the source the expert chose (the county side's while no expert is in the call)."""
+        recording = self._recordings.get(participant.route.consultation_id)
+        if recording is None:
+            return
+        room = self._rooms.get(participant.route.consultation_id, {})
+        if participant.route.role == "expert" or not any(p.route.role == "expert" for p in room.values()):
+            recording.watch_source(relay)
+
+    def _start_recording(self, consultation_id: str, consent_id: str | None) -> None:
+        room = self._rooms.get(consultation_id)
+        if not room:
+            return  # no call: the next offer carries `record` again
+        if self._spool is None:
+            log.warning("video.recording_unavailable", extra={"consultation_id": consultation_id})
+            for participant in room.values():
+                self._send(signals.error(participant.route, "recording_unavailable",
+                                         "this edge has no recording directory configured"))
+            return
+        info, path = self._spool.begin(consultation_id, consent_id)
+        recording = RoomRecording(info=info, path=path)
+        chooser = max(room.values(), key=lambda p: p.route.role == "expert")
+        recording.watch_source(self.source_relay(chooser.source))
+        for participant in room.values():
+            feed = participant.feeds.get("audio")
+            if feed is not None:
+                recording.hear(participant.route.role, feed)
+        recording.start()
+        self._recordings[consultation_id] = recording
+        log.info("video.recording_started", extra={"consultation_id": consultation_id,
+                                                   "recording_id": info.recording_id})
+        for participant in room.values():
+            self._send(signals.recording(participant.route, active=True))
+
+    async def _stop_recording(self, consultation_id: str, *, reason: str) -> None:
+        recording = self._recordings.pop(consultation_id, None)
+        if recording is None:
+            return
+        await recording.stop()
+        log.info("video.recording_stopped", extra={"consultation_id": consultation_id, "reason": reason,
+                                                   "recording_id": recording.info.recording_id})
+        for participant in self._rooms.get(consultation_id, {}).values():
+            self._send(signals.recording(participant.route, active=False))
+        task = asyncio.ensure_future(self._seal(recording))
+        task.set_name(f"video-seal-{recording.info.recording_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _seal(self, recording: RoomRecording) -> None:
+        assert self._spool is not None
+        try:
+            sealed = await asyncio.to_thread(self._spool.finish, recording.info)
+        except Exception:  # the description stays on disk: recover() seals it at the next start
+            log.exception("video.recording_seal_failed", extra={"recording_id": recording.info.recording_id})
+            return
+        if sealed is not None and self._on_sealed is not None:
+            self._on_sealed()

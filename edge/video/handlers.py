@@ -19,7 +19,7 @@ from typing import Any
 from edge.uplink.commands import CommandRegistry
 from edge.video.calls import ReplySink, VideoCalls
 from edge.video.errors import SignalError
-from edge.video.signals import error, parse_route, parse_signal
+from edge.video.signals import error, is_record, parse_record, parse_route, parse_signal
 from proto.messages import Command, Event
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,14 @@ def _log_failure(future: Future[Any]) -> None:
 
 def register_video(commands: CommandRegistry, *, calls: VideoCalls, loop: asyncio.AbstractEventLoop,
                    send: ReplySink) -> None:
-    """Register the `signal` handler; messages run on `loop`, replies (including refusals) go to `send`."""
+    """Register the `signal` handler (record requests too); messages run on `loop`, replies go to `send`."""
 
     def handle(command: Command) -> None:
+        if is_record(command.args):
+            request = parse_record(command.args)  # SignalError: the registry logs the failed command
+            recording = asyncio.run_coroutine_threadsafe(calls.set_recording(request), loop)
+            recording.add_done_callback(_log_failure)
+            return
         try:
             message = parse_signal(command.args)
         except SignalError as exc:

@@ -5,14 +5,17 @@ Cloud -> edge: Command(name="signal", args={...}) on down/cmd. Every message car
 negotiation within that session; a reconnect negotiates again with n + 1). By `type`:
 - `offer`: `sdp` (the browser's offer), optional `source` (camera | ultrasound | synthetic),
   `ice_servers` (STUN/TURN for this call, with time-limited TURN credentials), `record` (bool, only ever
-  true when the cloud holds the patient's recorded consent);
+  true when the cloud holds the patient's recorded consent) and then `consent_id`;
 - `candidate`: `candidate` (an a=candidate line without the "a=", or null for end-of-candidates),
   `sdp_mid`, `sdp_mline_index`;
 - `source`: `source` to switch to, without renegotiating;
 - `bye`: the participant left.
 Edge -> cloud: Event(event_type="signal", signal={...route..., "type": ...}) on up/events, with types
 `answer` (`sdp`, `sources`, `source`), `source` (the source now shown), `quality` (the ladder's rung),
-`error` (`reason`, `detail`) and `closed`.
+`error` (`reason`, `detail`), `closed` and `recording` (`active`: whether the call is being recorded).
+
+Cloud -> edge, per consultation rather than per participant, with no route: a `signal` of type `record`
+{consultation_id, record, consent_id?} when consent is recorded (record a running call) or revoked (stop).
 """
 
 from __future__ import annotations
@@ -59,6 +62,16 @@ class Offer:
     source: str | None
     ice_servers: tuple[IceServer, ...]
     record: bool
+    consent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRequest:
+    """The cloud's word on recording a consultation's call: start (consent stands) or stop (revoked)."""
+
+    consultation_id: str
+    record: bool
+    consent_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +158,8 @@ def parse_signal(args: Mapping[str, Any]) -> SignalMessage:
         record = args.get("record", False)
         if not isinstance(record, bool):
             raise SignalError("record: a boolean is required")
-        return Offer(route, sdp, source, _ice_servers(args.get("ice_servers")), record)
+        consent_id = _text(args, "consent_id", pattern=_ID, optional=True) if record else None
+        return Offer(route, sdp, source, _ice_servers(args.get("ice_servers")), record, consent_id)
     if kind == "candidate":
         candidate = _text(args, "candidate", optional=True)
         if candidate is not None and (len(candidate) > 1024 or not candidate.startswith("candidate:")):
@@ -164,6 +178,21 @@ def parse_signal(args: Mapping[str, Any]) -> SignalMessage:
     if kind == "bye":
         return Bye(route)
     raise SignalError(f"type: unknown signal type {kind!r}")
+
+
+def is_record(args: Mapping[str, Any]) -> bool:
+    return args.get("type") == "record"
+
+
+def parse_record(args: Mapping[str, Any]) -> RecordRequest:
+    """A `record` signal's args; SignalError names the offending field."""
+    consultation_id = _text(args, "consultation_id", pattern=_ID)
+    record = args.get("record")
+    if not isinstance(record, bool):
+        raise SignalError("record: a boolean is required")
+    consent_id = _text(args, "consent_id", pattern=_ID, optional=True) if record else None
+    assert consultation_id is not None
+    return RecordRequest(consultation_id, record, consent_id)
 
 
 # --- replies -------------------------------------------------------------------------------------------
@@ -189,3 +218,7 @@ def error(route: Route, reason: str, detail: str) -> dict[str, Any]:
 
 def closed(route: Route, reason: str) -> dict[str, Any]:
     return route.as_dict() | {"type": "closed", "reason": reason}
+
+
+def recording(route: Route, *, active: bool) -> dict[str, Any]:
+    return route.as_dict() | {"type": "recording", "active": active}

@@ -157,6 +157,11 @@ def test_consultation_created_accepted_and_reported(session_factory: OpenSession
     offer.locator('[data-action="accept"]').click()
     expect(expert.page).to_have_url(re.compile(f"#/consult/{consultation}$"))
     expert.page.wait_for_selector("#c-session, #report-form")
+    # Both participants get the call panel once an expert holds the consultation (docs/video.md).
+    expect(expert.page.locator('#call-host [data-role="join"]')).to_be_visible()
+    doctor.page.reload()
+    expect(doctor.page.locator('#call-host [data-role="join"]')).to_be_visible()
+    expert.screenshot("call-panel")
     if expert.page.locator("#c-session").count():  # the workflow may want the session opened first
         expert.page.click("#c-session")
     expert.page.fill("#r-findings", "脓毒症可能，社区获得性肺炎。")
@@ -176,6 +181,7 @@ def test_consultation_created_accepted_and_reported(session_factory: OpenSession
     expert.page.click("#r-submit")
     expect(expert.page.locator("#report-verify")).to_have_class(re.compile("valid"))
     expect(expert.page.locator("#signed-report")).to_contain_text("头孢曲松")
+    expect(expert.page.locator("#call-host")).to_be_hidden()  # the call ends with the report
     expert.screenshot("signed-report")
     expert.page.click(f'a[href="#/viewer/{demo.ct_study}"]')  # the attached CT, in the expert's scope now
     expect(expert.page.locator("#v-image")).to_have_attribute("data-loaded", "true")

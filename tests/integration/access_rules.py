@@ -193,6 +193,7 @@ RULES: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", "/redoc"): Rule(PUBLIC),
     ("GET", "/healthz"): Rule(PUBLIC),
     ("GET", "/video/call.js"): Rule(PUBLIC),
+    ("GET", "/video/call.css"): Rule(PUBLIC),
     ("GET", "/"): Rule(PUBLIC),  # the dashboard's page and files hold no data (cloud/web/routes.py)
     ("GET", "/static/{path:path}"): Rule(PUBLIC),
     ("POST", "/api/auth/login"): Rule(PUBLIC, body=lambda w, s: {"username": "nobody",

@@ -285,6 +285,9 @@ def test_the_call_module_is_served(rig: Rig) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
     assert "export function mountCallPanel" in response.text and "bearer." in response.text
+    style = httpx.get(f"{rig.http}/video/call.css")
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+    assert '.call-recording[data-active="true"]' in style.text
 
 
 

@@ -12,6 +12,10 @@
 //   2 video recvonly  (the other participant's camera).
 // aiortc (the edge) has no ICE restart: when the network drops, the connection is rebuilt and negotiated
 // again (a new offer, n + 1) on the same signalling socket, or a new socket if that dropped too.
+//
+// Recording is off unless the patient consented: the county doctor (role "requester") records consent
+// (POST /api/consultations/{id}/recording-consent), either side may revoke it; the edge records only
+// while consent stands and says so with a "recording" signal, shown to both sides as a red indicator.
 
 const SUBPROTOCOL = "telemed.call.v1";
 const ANSWER_TIMEOUT_MS = 15000;
@@ -28,6 +32,11 @@ const TEXT = {
     idle: "未连接", connecting: "正在连接…", connected: "已连接", reconnecting: "网络中断，正在重新连接…",
     closed: "通话已结束", refused: "无法加入", replaced: "已在其他窗口或设备加入",
     quality: "画质", loss: "丢包", noMedia: "未获取到麦克风/摄像头",
+    recording: "正在录制", notRecording: "未录制", consent: "录制同意", consentNone: "患者未同意录制",
+    consentStanding: "患者已同意录制", recordConsent: "记录患者同意录制", recordGuardianConsent: "记录监护人同意录制",
+    revokeConsent: "撤回录制同意", consentConfirm: "请确认患者（或监护人）已明确同意本次会诊视频录制。",
+    recordings: "会诊录像", download: "下载", recordingUnavailable: "此边缘节点无法录制",
+    consentFailed: "操作失败",
   },
   en: {
     join: "Join video", leave: "Leave", mute: "Mute", unmute: "Unmute", cameraOff: "Camera off",
@@ -36,8 +45,19 @@ const TEXT = {
     reconnecting: "Network lost, reconnecting…", closed: "Call ended", refused: "Cannot join",
     replaced: "Joined from another window or device",
     quality: "Quality", loss: "loss", noMedia: "No microphone/camera available",
+    recording: "Recording", notRecording: "Not recording", consent: "Recording consent",
+    consentNone: "The patient has not consented to recording", consentStanding: "The patient consented to recording",
+    recordConsent: "Record patient's consent", recordGuardianConsent: "Record guardian's consent",
+    revokeConsent: "Revoke recording consent",
+    consentConfirm: "Confirm that the patient (or guardian) explicitly agreed to this consultation's video being recorded.",
+    recordings: "Recordings", download: "Download", recordingUnavailable: "This edge cannot record",
+    consentFailed: "Failed",
   },
 };
+
+function apiUrl(base, consultationId, tail) {
+  return new URL(`/api/consultations/${encodeURIComponent(consultationId)}/${tail}`, base).toString();
+}
 
 function callUrl(base, consultationId) {
   const url = new URL(`/api/consultations/${encodeURIComponent(consultationId)}/call`, base);
@@ -70,6 +90,59 @@ export class CallConnection extends EventTarget {
     this._graceTimer = null;
     this._statsTimer = null;
     this._lastInbound = null;
+    this.consent = null; // does the patient's consent to record stand (null: not known yet)
+    this.recording = false; // is the edge recording this call now
+  }
+
+  _setRecording(changes) {
+    Object.assign(this, changes);
+    this.dispatchEvent(new CustomEvent("recording", { detail: { consent: this.consent, recording: this.recording } }));
+  }
+
+  async _api(tail, { method = "GET", body } = {}) {
+    const headers = { Accept: "application/json" };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const res = await fetch(apiUrl(this.base, this.consultationId, tail), {
+      method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!res.ok) {
+      let detail = res.statusText;
+      try { detail = (await res.json()).detail ?? detail; } catch { /* not JSON */ }
+      throw new Error(`${res.status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
+    }
+    return res;
+  }
+
+  /** Read whether the patient's consent to record stands. */
+  async loadConsent() {
+    const state = await (await this._api("recording-consent")).json();
+    this._setRecording({ consent: state.standing });
+    return state;
+  }
+
+  /** Record the patient's (or guardian's) consent: the county doctor only; the edge starts recording. */
+  async recordConsent({ givenBy = "patient", note = "" } = {}) {
+    const state = await (await this._api("recording-consent", { method: "POST", body: { given_by: givenBy, note } })).json();
+    this._setRecording({ consent: state.standing });
+    return state;
+  }
+
+  /** Revoke consent (either side); the edge stops recording at once. */
+  async revokeConsent() {
+    const state = await (await this._api("recording-consent/revoke", { method: "POST" })).json();
+    this._setRecording({ consent: state.standing });
+    return state;
+  }
+
+  /** The consultation's stored recordings. */
+  async listRecordings() {
+    return (await (await this._api("recordings")).json()).recordings;
+  }
+
+  /** One recording's media as a Blob (decrypted by the cloud for participants). */
+  async fetchRecording(recordingId) {
+    return (await this._api(`recordings/${encodeURIComponent(recordingId)}`)).blob();
   }
 
   _setState(state, detail = {}) {
@@ -131,6 +204,7 @@ export class CallConnection extends EventTarget {
         this.n = -1;
         this.role = message.role;
         this.iceServers = message.ice_servers || [];
+        this._setRecording({ consent: Boolean(message.consent) });
         await this._negotiate();
         break;
       case "answer":
@@ -147,6 +221,12 @@ export class CallConnection extends EventTarget {
         break;
       case "quality":
         this.edgeQuality = message;
+        break;
+      case "recording":
+        if (message.n === this.n) this._setRecording({ recording: Boolean(message.active) });
+        break;
+      case "consent":
+        this._setRecording({ consent: Boolean(message.standing), recording: message.standing ? this.recording : false });
         break;
       case "closed":
         if (message.n !== this.n || this._leaving || message.reason === "bye") break;
@@ -274,6 +354,7 @@ export class CallConnection extends EventTarget {
   }
 
   _teardownPeer() {
+    if (this.recording) this._setRecording({ recording: false });
     clearTimeout(this._answerTimer);
     clearTimeout(this._graceTimer);
     clearInterval(this._statsTimer);
@@ -308,9 +389,91 @@ function el(tag, attrs = {}, children = []) {
   return node;
 }
 
+const STYLE_ID = "telemed-call-style";
+
+function ensureStyle() {
+  if (typeof document === "undefined" || document.getElementById(STYLE_ID)) return;
+  // A stylesheet beside this module rather than an inline <style>, which a strict CSP refuses.
+  document.head.append(el("link", { id: STYLE_ID, rel: "stylesheet", href: new URL("call.css", import.meta.url).href }));
+}
+
+function recordingLabel(r, lang) {
+  const when = new Date(r.started_at).toLocaleString(lang);
+  const minutes = Math.floor(r.seconds / 60);
+  const seconds = String(r.seconds % 60).padStart(2, "0");
+  return `${when} · ${minutes}:${seconds} · ${(r.bytes / 1048576).toFixed(1)} MB`;
+}
+
+/** The consent control (record: the county doctor; revoke: both), the recording indicator, the recordings. */
+function mountConsent(connection, t, lang) {
+  const indicator = el("span", { class: "call-recording", "data-role": "recording", "data-active": "false" },
+    [t.notRecording]);
+  const consentState = el("span", { "data-role": "consent-state" }, [t.consentNone]);
+  const grant = el("button", { type: "button", "data-role": "consent-grant" }, [t.recordConsent]);
+  const grantGuardian = el("button", { type: "button", "data-role": "consent-grant-guardian" }, [t.recordGuardianConsent]);
+  const revoke = el("button", { type: "button", "data-role": "consent-revoke", hidden: true }, [t.revokeConsent]);
+  const error = el("span", { class: "call-consent-error", "data-role": "consent-error" });
+  const list = el("ul", { class: "call-recordings", "data-role": "recordings" });
+  const render = () => {
+    indicator.dataset.active = String(connection.recording);
+    indicator.textContent = connection.recording ? t.recording : t.notRecording;
+    consentState.textContent = connection.consent ? t.consentStanding : t.consentNone;
+    consentState.dataset.standing = String(Boolean(connection.consent));
+    const mayGrant = connection.role !== "expert"; // the server refuses the expert too; this keeps the UI honest
+    grant.hidden = grantGuardian.hidden = Boolean(connection.consent) || !mayGrant;
+    revoke.hidden = !connection.consent;
+  };
+  const refreshList = async () => {
+    try {
+      const recordings = await connection.listRecordings();
+      list.replaceChildren(...recordings.map((r) => {
+        const download = el("button", { type: "button" }, [t.download]);
+        download.addEventListener("click", async () => {
+          const blob = await connection.fetchRecording(r.recording_id);
+          const link = el("a", { href: URL.createObjectURL(blob), download: `recording-${r.recording_id}.webm` });
+          link.click();
+          setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+        });
+        return el("li", {}, [`${recordingLabel(r, lang)} `, download]);
+      }));
+    } catch { /* not a participant, or offline: nothing to list */ }
+  };
+  const act = (work) => async () => {
+    error.textContent = "";
+    try {
+      await work();
+    } catch (err) {
+      error.textContent = `${t.consentFailed}: ${err.message}`;
+    }
+    render();
+  };
+  grant.addEventListener("click", act(async () => {
+    if (window.confirm(t.consentConfirm)) await connection.recordConsent({ givenBy: "patient" });
+  }));
+  grantGuardian.addEventListener("click", act(async () => {
+    if (window.confirm(t.consentConfirm)) await connection.recordConsent({ givenBy: "guardian" });
+  }));
+  revoke.addEventListener("click", act(() => connection.revokeConsent()));
+  connection.addEventListener("recording", (e) => {
+    render();
+    if (!e.detail.recording) setTimeout(refreshList, 5000); // a stopped recording reaches the cloud shortly
+  });
+  connection.addEventListener("message", (e) => {
+    if (e.detail.type === "error" && e.detail.reason === "recording_unavailable") error.textContent = t.recordingUnavailable;
+    if (e.detail.type === "welcome") render();
+  });
+  connection.loadConsent().catch(() => {}).finally(render);
+  refreshList();
+  return el("div", { class: "call-consent" }, [
+    indicator, el("span", {}, [`${t.consent}:`]), consentState, grant, grantGuardian, revoke, error,
+    el("details", {}, [el("summary", {}, [t.recordings]), list]),
+  ]);
+}
+
 /** Build the call panel in `root`; returns { connection, destroy }. */
 export function mountCallPanel(root, { consultationId, token = null, lang = "zh-CN", base } = {}) {
   const t = TEXT[lang] || TEXT["zh-CN"];
+  ensureStyle();
   const connection = new CallConnection({ consultationId, token, base: base || window.location.href });
   const sourceVideo = el("video", { autoplay: true, playsInline: true, muted: true, class: "call-source" });
   const peerVideo = el("video", { autoplay: true, playsInline: true, muted: true, class: "call-peer" });
@@ -327,6 +490,7 @@ export function mountCallPanel(root, { consultationId, token = null, lang = "zh-
   root.replaceChildren(el("div", { class: "call-panel" }, [
     el("div", { class: "call-videos" }, [sourceVideo, peerVideo, audio]),
     el("div", { class: "call-controls" }, [join, mute, camera, source, status, quality]),
+    mountConsent(connection, t, lang),
   ]));
 
   connection.addEventListener("tracks", (e) => {

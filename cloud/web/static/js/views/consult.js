@@ -1,10 +1,11 @@
 // Tele-consultation (docs/consultations.md, /api/consultations): the county doctor's request with triage and
 // the matched experts' score explanations; the expert's queue of offers with an SLA countdown; the report form
-// (ICD-10 search, e-prescription lines); the signed report, its verification and its PDF.
+// (ICD-10 search, e-prescription lines); the signed report, its verification and its PDF; and, once an expert
+// accepted, the video call with the county edge (the call panel served by the video module, docs/video.md).
 
 import { api, errorText, qs } from '../api.js';
 import { h, clear, toast, debounce } from '../dom.js';
-import { t, tOr, isZh, fmtDateTime, fmtDuration, fmtDicomDate } from '../i18n.js';
+import { t, tOr, isZh, currentLocale, fmtDateTime, fmtDuration, fmtDicomDate } from '../i18n.js';
 import { subscribe } from '../live.js';
 import { displayUnit, formatValue } from './ward.js';
 
@@ -16,6 +17,8 @@ const UNITS = ['mg', 'g', 'ug', 'mL', 'IU', 'U', 'mmol', 'mg/kg', 'tablet', 'cap
   'patch', 'ampoule', 'vial'];
 const URGENCIES = ['routine', 'urgent', 'emergency'];
 const OPEN_STATES = ['draft', 'requested', 'offered', 'accepted', 'in_session', 'report_submitted', 'escalated'];
+// Calls run while an expert holds the consultation (cloud/video/participants.py CALL_STATES).
+const CALL_STATES = ['accepted', 'in_session'];
 
 const has = (user, role) => user.roles.includes(role);
 const select = (options, props = {}) => h('select', props, options.map(([value, label]) => h('option', { value }, label)));
@@ -278,9 +281,44 @@ function reportForm(id, onDone) {
   h('div.row', {}, h('button', { type: 'submit', id: 'r-submit' }, t('report.sign_submit'))), error);
 }
 
+// Only the consultation's participants may join its call: the site's county doctors and the assigned expert.
+function isCallParticipant(user, c) {
+  return (has(user, 'county_doctor') && user.site_id === c.site_id)
+    || (has(user, 'expert') && c.assigned_expert_id === user.user_id);
+}
+
+// The call panel lives outside the detail that re-renders on every change, so a call survives a refresh.
+function callSlot(root, id) {
+  const inner = h('div');
+  const section = h('section.panel', { id: 'call-host', hidden: true }, h('h2', {}, t('consult.video')), inner);
+  root.append(section);
+  let panel = null;
+  let mounting = null;
+  return {
+    async show(wanted) {
+      if (wanted && !panel && !mounting) {
+        mounting = import('/video/call.js').then(({ mountCallPanel }) => {
+          panel = mountCallPanel(inner, { consultationId: id, lang: currentLocale() });
+          section.hidden = false;
+        }).catch((err) => { inner.replaceChildren(h('p.error', {}, errorText(err))); section.hidden = false; })
+          .finally(() => { mounting = null; });
+        await mounting;
+      } else if (!wanted && panel) {
+        this.close();
+      }
+    },
+    close() {
+      if (panel) panel.destroy();
+      panel = null;
+      section.hidden = true;
+    },
+  };
+}
+
 async function renderDetail(root, { user, navigate }, id) {
   const host = h('div', { id: 'consult-detail' });
   root.append(host);
+  const call = callSlot(root, id);
 
   async function load() {
     let c;
@@ -334,11 +372,12 @@ async function renderDetail(root, { user, navigate }, id) {
     } else if (can('submit_report')) {
       host.append(reportForm(id, load));
     }
+    await call.show(CALL_STATES.includes(c.state) && isCallParticipant(user, c));
   }
   const refresh = debounce(load, 500);
   const unsubscribe = subscribe((m) => { if (m.type === 'resync') refresh(); });
   await load();
-  return unsubscribe;
+  return () => { unsubscribe(); call.close(); };
 }
 
 export async function render(root, ctx, param) {
