@@ -93,9 +93,19 @@ class ReplayCache:
             return True
 
 
-async def verify(*, method: str, path: str, body: bytes, headers: Mapping[str, str], lookup: KeyLookup,
-                 replay: ReplayCache, now: float) -> VerifiedEdge:
-    """Check a signed request; raises EdgeAuthError (401/403) saying why not."""
+@dataclass(frozen=True, slots=True)
+class SignedClaim:
+    """A request's signature headers from an active edge we know, not yet checked against the body."""
+
+    edge_id: str
+    timestamp_ms: int
+    signature: bytes
+    key: EdgeKey
+
+
+async def check_sender(headers: Mapping[str, str], *, lookup: KeyLookup, now: float) -> SignedClaim:
+    """Everything that can be checked before the body is read (so a large upload from a stranger is refused
+    before it is received); raises EdgeAuthError (401/403) saying why not."""
     edge_id = headers.get(EDGE_HEADER, "")
     timestamp_text = headers.get(TIMESTAMP_HEADER, "")
     signature_text = headers.get(SIGNATURE_HEADER, "")
@@ -114,14 +124,28 @@ async def verify(*, method: str, path: str, body: bytes, headers: Mapping[str, s
         raise EdgeAuthError(401, "unknown edge")
     if not key.active:
         raise EdgeAuthError(403, "edge revoked")
-    text = signing_text(method, path, hashlib.sha256(body).hexdigest(), timestamp_ms, edge_id)
+    return SignedClaim(edge_id, timestamp_ms, signature, key)
+
+
+def check_signature(claim: SignedClaim, *, method: str, path: str, body_sha256: str, replay: ReplayCache,
+                    now: float) -> VerifiedEdge:
+    """The claim's signature over the request we received, once (replay cache); EdgeAuthError (401) if not."""
+    text = signing_text(method, path, body_sha256, claim.timestamp_ms, claim.edge_id)
     try:
-        key.public_key.verify(signature, text)
+        claim.key.public_key.verify(claim.signature, text)
     except InvalidSignature:
         raise EdgeAuthError(401, "bad signature") from None
-    if not replay.check_and_add(signature, timestamp_s=timestamp_ms / 1000.0, now=now):
+    if not replay.check_and_add(claim.signature, timestamp_s=claim.timestamp_ms / 1000.0, now=now):
         raise EdgeAuthError(401, "replayed request")
-    return VerifiedEdge(edge_id=edge_id, site_id=key.site_id)
+    return VerifiedEdge(edge_id=claim.edge_id, site_id=claim.key.site_id)
+
+
+async def verify(*, method: str, path: str, body: bytes, headers: Mapping[str, str], lookup: KeyLookup,
+                 replay: ReplayCache, now: float) -> VerifiedEdge:
+    """Check a signed request; raises EdgeAuthError (401/403) saying why not."""
+    claim = await check_sender(headers, lookup=lookup, now=now)
+    return check_signature(claim, method=method, path=path, body_sha256=hashlib.sha256(body).hexdigest(),
+                           replay=replay, now=now)
 
 
 def database_lookup(conn: AsyncConnection[Any]) -> KeyLookup:

@@ -32,14 +32,21 @@ from cloud.api.auth.store import Conn
 from cloud.api.deps import ClientIp, CurrentUser, Db, pooled_connection
 from cloud.api.errors import NotFoundError
 from cloud.consult import store as consult_store
-from cloud.dicomweb.auth import EdgeAuthError, ReplayCache, database_lookup
+from cloud.dicomweb.auth import (
+    EdgeAuthError,
+    ReplayCache,
+    VerifiedEdge,
+    check_sender,
+    check_signature,
+    database_lookup,
+)
 from cloud.edges import cloud_key
 from cloud.identity.crypto import DecryptionError, UnknownKeyVersionError
 from cloud.identity.keystore import VerifiedKeys
 from cloud.recordings import records
 from cloud.recordings.sealed import SealError, decrypt_chunks, read_header
 from cloud.recordings.store import RecordingStore, RecordingStoreError, storage_key
-from cloud.recordings.upload import Staged, UploadRefused, check, stage, verify_digest
+from cloud.recordings.upload import Staged, UploadRefused, check, stage
 from cloud.settings import CloudSettings
 from cloud.video.participants import CallRefused, participation
 from cloud.video.settings import video_settings
@@ -63,7 +70,16 @@ def recording_root(settings: CloudSettings) -> Path:
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+    # Edges authenticate with request signatures (the scheme STOW-RS answers with too).
+    headers = {"WWW-Authenticate": "TelemedEdge"} if status == 401 else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _recording_uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise UploadRefused(400, "the recording id is not a UUID") from None
 
 
 async def _participant_patient(conn: Conn, consultation_id: uuid.UUID, user: Any) -> str:
@@ -82,27 +98,33 @@ def router_for(settings: CloudSettings) -> APIRouter:
                            max_bytes=video.max_recording_bytes)
 
     @router.put("/api/edge/recordings/{recording_id}", include_in_schema=True)
-    async def upload(request: Request, recording_id: uuid.UUID) -> Response:
+    async def upload(request: Request, recording_id: str) -> Response:
         """An edge's sealed recording (signed like STOW-RS; see cloud/recordings/upload.py)."""
         staged: Staged | None = None
         try:
+            # Who is sending comes first: nobody else's bytes are received, and nobody else learns anything
+            # (not even whether the id is well formed).
+            async with pooled_connection(request.app.state.pool) as conn:
+                claim = await check_sender(request.headers, lookup=database_lookup(conn), now=time.time())
             staged = await stage(request.stream(), state.store.staging_path(), limit=state.max_bytes)
-            return await _take(request, recording_id, staged)
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            edge = check_signature(claim, method="PUT", path=path, body_sha256=staged.sha256, replay=state.replay,
+                                   now=time.time())
+            return await _take(request, _recording_uuid(recording_id), edge, staged)
         except UploadRefused as exc:
-            log.warning("video.recording_refused", extra={"recording_id": str(recording_id), "status": exc.status,
+            log.warning("video.recording_refused", extra={"recording_id": recording_id, "status": exc.status,
                                                           "detail": exc.detail})
             return _problem(exc.status, exc.detail)
         except EdgeAuthError as exc:
+            sender = request.headers.get("x-telemed-edge", "")[:64]
+            log.warning("video.recording_auth_failed",
+                        extra={"status": exc.status_code, "detail": exc.detail, "edge_id": sender})
             return _problem(exc.status_code, exc.detail)
         finally:
             if staged is not None:
                 staged.path.unlink(missing_ok=True)
 
-    async def _take(request: Request, recording_id: uuid.UUID, staged: Staged) -> Response:
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        async with pooled_connection(request.app.state.pool) as conn:
-            edge = await verify_digest(method="PUT", path=path, body_sha256=staged.sha256, headers=request.headers,
-                                       lookup=database_lookup(conn), replay=state.replay, now=time.time())
+    async def _take(request: Request, recording_id: uuid.UUID, edge: VerifiedEdge, staged: Staged) -> Response:
         signer = cloud_key.load_or_create(settings.keys.cloud_key_path)
         checked = await asyncio.to_thread(check, staged.path, recording_id=recording_id, edge_id=edge.edge_id,
                                           cloud_key=signer)

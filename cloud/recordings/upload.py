@@ -1,9 +1,11 @@
 """Taking in an edge's sealed recording: stream it to staging, verify the edge's signature, check every chunk.
 
 The request is signed like STOW-RS uploads (cloud/dicomweb/auth.py: method, path, SHA-256 of the body,
-time, edge id, Ed25519). Recordings can be large, so the body is streamed to a staging file while its
-digest is computed and the signature is checked against that digest, rather than holding the body in
-memory as STOW-RS does; the clock window and the replay cache are the same.
+time, edge id, Ed25519). Recordings can be large, so the sender is checked from the headers before the body
+is read (cloud.dicomweb.auth.check_sender: a stranger's upload is refused before it is received), the body
+is streamed to a staging file while its digest is computed, and the signature is checked against that
+digest (check_signature) rather than holding the body in memory as STOW-RS does; the clock window and the
+replay cache are the same.
 
 The container is then checked completely before anything is stored (the edge deletes its copy on our
 answer): the header must name this recording and this edge, the recording key must unwrap with the
@@ -13,8 +15,6 @@ for the cloud's public key), confidentiality from the wrap.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import uuid
@@ -23,22 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.dicomweb.auth import (
-    CLOCK_WINDOW_S,
-    EDGE_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    EdgeAuthError,
-    KeyLookup,
-    ReplayCache,
-    VerifiedEdge,
-    signing_text,
-)
 from cloud.recordings.sealed import SealError, decrypt_chunks, read_header, unwrap_key
-from proto import topics
 
 
 class UploadRefused(Exception):
@@ -73,36 +60,6 @@ async def stage(chunks: AsyncIterator[bytes], path: Path, *, limit: int) -> Stag
         path.unlink(missing_ok=True)
         raise
     return Staged(path=path, bytes=size, sha256=digest.hexdigest())
-
-
-async def verify_digest(*, method: str, path: str, body_sha256: str, headers: Mapping[str, str], lookup: KeyLookup,
-                        replay: ReplayCache, now: float) -> VerifiedEdge:
-    """cloud/dicomweb/auth.verify for a body already hashed; EdgeAuthError (401/403) says why not."""
-    edge_id = headers.get(EDGE_HEADER, "")
-    timestamp_text = headers.get(TIMESTAMP_HEADER, "")
-    signature_text = headers.get(SIGNATURE_HEADER, "")
-    if not edge_id or not timestamp_text or not signature_text:
-        raise EdgeAuthError(401, "missing edge signature headers")
-    try:
-        topics.check_id(edge_id, "edge")
-        timestamp_ms = int(timestamp_text)
-        signature = base64.b64decode(signature_text, validate=True)
-    except (topics.TopicError, ValueError, binascii.Error):
-        raise EdgeAuthError(401, "malformed edge signature headers") from None
-    if abs(now - timestamp_ms / 1000.0) > CLOCK_WINDOW_S:
-        raise EdgeAuthError(401, "request timestamp outside the allowed clock window")
-    key = await lookup(edge_id)
-    if key is None:
-        raise EdgeAuthError(401, "unknown edge")
-    if not key.active:
-        raise EdgeAuthError(403, "edge revoked")
-    try:
-        key.public_key.verify(signature, signing_text(method, path, body_sha256, timestamp_ms, edge_id))
-    except InvalidSignature:
-        raise EdgeAuthError(401, "bad signature") from None
-    if not replay.check_and_add(signature, timestamp_s=timestamp_ms / 1000.0, now=now):
-        raise EdgeAuthError(401, "replayed request")
-    return VerifiedEdge(edge_id=edge_id, site_id=key.site_id)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,7 @@ DEFAULT_PARAMS: Final[Mapping[str, Build]] = {
     "rotation_id": lambda w, s: str(MISSING),
     "override_id": lambda w, s: str(MISSING),
     "channel_id": lambda w, s: str(MISSING),
+    "recording_id": lambda w, s: str(MISSING),
     "site_id": lambda w, s: s,
     "department_id": lambda w, s: "walker-dept",
     "path": lambda w, s: "app.js",
@@ -304,9 +305,21 @@ RULES: Final[Mapping[tuple[str, str], Rule]] = {
     ("POST", "/api/triage"): Rule(CONSULT_READERS, body=lambda w, s: {"text": "胸痛 伴 大汗 2小时"}),
     # A call needs an accepted consultation: the walker's drafts refuse everyone, participants included.
     ("WS", "/api/consultations/{consultation_id}/call"): Rule(SESSION_PARTIES, nowhere),
+    # Recording consent and recordings (cloud/video/consent_routes.py, cloud/recordings): the participants only
+    # (admins included in nothing: 404). Consent is recorded by the county doctor, for calls that can run (409
+    # for the walker's drafts); the walker seeds no recording (404).
+    ("GET", "/api/consultations/{consultation_id}/recording-consent"): Rule(SESSION_PARTIES, CONSULTATIONS),
+    ("POST", "/api/consultations/{consultation_id}/recording-consent"): Rule(
+        COUNTY_DOCTOR, CONSULTATIONS, also=frozenset({409}), body=lambda w, s: {"given_by": "patient"}),
+    ("POST", "/api/consultations/{consultation_id}/recording-consent/revoke"): Rule(
+        SESSION_PARTIES, CONSULTATIONS, also=frozenset({409})),
+    ("GET", "/api/consultations/{consultation_id}/recordings"): Rule(SESSION_PARTIES, CONSULTATIONS),
+    ("GET", "/api/consultations/{consultation_id}/recordings/{recording_id}"): Rule(
+        SESSION_PARTIES, CONSULTATIONS, also=frozenset({404})),
     # --- STOW-RS from edges (cloud/dicomweb/stow.py): signed by the edge's key, no user session -------------------
     ("POST", "/dicomweb/studies"): Rule(EDGES_ONLY, headers=STOW),
     ("POST", "/dicomweb/studies/{study}"): Rule(EDGES_ONLY, headers=STOW),
+    ("PUT", "/api/edge/recordings/{recording_id}"): Rule(EDGES_ONLY),
     # --- incidents, on-call and alerting configuration (cloud/alerting) -----------------------------------------
     # The walker seeds no incident, rotation, override or channel: allowed callers answer 404 for them, and
     # configuration bodies are left to cloud/alerting's own tests (allowed callers may answer 422).

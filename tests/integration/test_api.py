@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from cloud.api import queries
 from cloud.api.auth.passwords import verify_password
-from cloud.api.downsample import HOUR, MINUTE, RAW, floor_time, plan_buckets
+from cloud.api.downsample import HOUR, MINUTE, QUARTER, RAW, floor_time, plan_buckets
 from deploy.postgres import PostgresEndpoint
 from proto import news2
 from proto.quality import Quality
@@ -109,7 +109,9 @@ def test_every_api_and_fhir_route_refuses_anonymous_requests(client: TestClient)
     for method, path in routes:
         response = client.request(method, path, params={"kind": "heart_rate", "patient": "P-A1"})
         assert response.status_code == 401, (method, path, response.text)
-        assert response.headers["www-authenticate"] == "Bearer"
+        # Edges' uploads authenticate with request signatures, everything else with a user's bearer token.
+        scheme = "TelemedEdge" if path.startswith("/api/edge/") else "Bearer"
+        assert response.headers["www-authenticate"] == scheme, (method, path)
         bogus = client.request(method, path, headers=bearer("not-a-token"))
         assert bogus.status_code == 401, (method, path)
 
@@ -315,7 +317,8 @@ def direct_aggregate(
 
 @pytest.mark.parametrize(
     ("span", "max_points", "source"),
-    [(dt.timedelta(minutes=20), 1000, "raw"), (dt.timedelta(hours=3), 100, "1m"), (dt.timedelta(hours=3), 2, "1h")],
+    [(dt.timedelta(minutes=20), 1000, "raw"), (dt.timedelta(hours=3), 100, "1m"), (dt.timedelta(hours=3), 12, "15m"),
+     (dt.timedelta(hours=3), 2, "1h")],
 )
 def test_downsampled_buckets_equal_a_direct_aggregate_of_raw_rows(
     client: TestClient, tokens: dict[str, str], db: PostgresEndpoint, span: dt.timedelta, max_points: int,
@@ -344,15 +347,15 @@ def test_rollup_based_answers_equal_raw_based_ones(db: PostgresEndpoint) -> None
     async def answers() -> list[list[queries.Bucket]]:
         async with await psycopg.AsyncConnection.connect(db.url, autocommit=True) as conn:
             result = []
-            for source in (RAW, MINUTE, HOUR):
+            for source in (RAW, MINUTE, QUARTER, HOUR):
                 plan = plan_buckets(start, end, 10, source=source)
                 assert plan.width == hour and (plan.data_start, plan.data_end) == (start, end)
                 result.append(await queries.series(conn, plan, patient_id="P-A1", kind_id=1))
             return result
 
-    raw, by_minute, by_hour = asyncio.run(answers())
+    raw, by_minute, by_quarter, by_hour = asyncio.run(answers())
     assert len(raw) in (3, 4)  # three hours of samples over three or four clock hours
-    for other in (by_minute, by_hour):
+    for other in (by_minute, by_quarter, by_hour):
         assert [(b.start, b.min, b.max, b.sample_count) for b in other] == [
             (b.start, b.min, b.max, b.sample_count) for b in raw
         ]
