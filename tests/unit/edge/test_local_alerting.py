@@ -146,6 +146,7 @@ class AlertingRig:
         self.alerting.observe(sample)
 
     def queued_alerts(self) -> list[Alert]:
+        self.outbox.flush(timeout=30)  # enqueue only hands the alert to the group-commit writer
         page = self.outbox.pending(Lane.ALERTS, limit=1000)
         topic = topics.build(EDGE["site"], EDGE["id"], "alerts")
         lookup = {EDGE["id"]: SignerKey(self.edge_key.public_key(), site=EDGE["site"])}.get
