@@ -20,9 +20,20 @@ command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)
 # Browser tests drive Debian's Chromium through Playwright (never a downloaded browser build).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then missing+=(python3-venv); fi
+# Wanted, not required: Chinese glyphs, so the browser tests' screenshots of the zh-CN UI are readable.
+optional=()
+{ command -v fc-list >/dev/null 2>&1 && fc-list :lang=zh family 2>/dev/null | grep -q .; } || optional+=(fonts-wqy-microhei)
+
+can_apt=0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then can_apt=1; fi
+if [ ${#missing[@]} -eq 0 ] && [ ${#optional[@]} -gt 0 ] && [ $can_apt = 0 ]; then
+  say "optional: ${optional[*]} (CJK font for readable screenshots of the zh-CN dashboard)"
+  optional=()
+fi
+missing+=("${optional[@]}")
 
 if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if [ $can_apt = 1 ]; then
     say "installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -67,9 +67,10 @@ async def _answer(conn: Conn, consultation_id: uuid.UUID, **extra: Any) -> dict[
 
 @router.get("/{consultation_id}/recording-consent")
 async def read_consent(consultation_id: uuid.UUID, user: CurrentUser, conn: Db, ip: ClientIp) -> dict[str, Any]:
-    """Whether the patient's consent to record stands, and who recorded or revoked it when."""
+    """Whether the patient's consent to record stands, who recorded or revoked it when, and the caller's role
+    in the call (the panel offers to record consent to the requester only)."""
     found = await _participation(conn, consultation_id, user)
-    answer = await _answer(conn, consultation_id)
+    answer = await _answer(conn, consultation_id, role=found.role)
     await audit(conn, "video.consent_read", user, found.patient_id, ip=ip,
                 detail={"consultation_id": str(consultation_id), "standing": answer["standing"]})
     return answer

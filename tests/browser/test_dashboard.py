@@ -161,6 +161,9 @@ def test_consultation_created_accepted_and_reported(session_factory: OpenSession
     expect(expert.page.locator('#call-host [data-role="join"]')).to_be_visible()
     doctor.page.reload()
     expect(doctor.page.locator('#call-host [data-role="join"]')).to_be_visible()
+    # Only the county doctor records the patient's consent to recording.
+    expect(doctor.page.locator('#call-host [data-role="consent-grant"]')).to_be_visible()
+    expect(expert.page.locator('#call-host [data-role="consent-grant"]')).to_be_hidden()
     expert.screenshot("call-panel")
     if expert.page.locator("#c-session").count():  # the workflow may want the session opened first
         expert.page.click("#c-session")

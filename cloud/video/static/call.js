@@ -117,6 +117,7 @@ export class CallConnection extends EventTarget {
   /** Read whether the patient's consent to record stands. */
   async loadConsent() {
     const state = await (await this._api("recording-consent")).json();
+    if (this.role === null && state.role) this.role = state.role; // known before joining, for the controls
     this._setRecording({ consent: state.standing });
     return state;
   }
