@@ -20,6 +20,8 @@ import psycopg
 
 from cloud.alerting import config, service
 from cloud.alerting.demo import seed_demo
+from cloud.identity.keys import KeySource
+from cloud.identity.keystore import VerifiedKeys
 from cloud.ingest.supervisor import run_migrations
 from cloud.settings import CloudSettings
 from proto.settings import SettingsError
@@ -55,8 +57,9 @@ def cmd_seed_demo(args: argparse.Namespace, settings: CloudSettings) -> int:
     async def seed() -> None:
         conninfo = settings.require_database()
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn, conn.transaction():
+            ring = await VerifiedKeys(KeySource.from_settings(settings)).ring(conn) if args.webhook else None
             report = await seed_demo(conn, now=dt.datetime.now(dt.UTC), webhook_url=args.webhook,
-                                     webhook_secret=secret, rotas=not args.webhook_only)
+                                     webhook_secret=secret, rotas=not args.webhook_only, ring=ring)
         for site_id, roles in sorted(report.sites.items()):
             print(f"{site_id}: " + "; ".join(f"{role} {', '.join(names)}" for role, names in roles.items()))
         if report.channel:

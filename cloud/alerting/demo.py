@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from cloud.alerting import directory
+from cloud.alerting.channel_secrets import seal_config
 from cloud.alerting.directory import SITE_WIDE, ChannelRow, Conn, Person
 from cloud.alerting.errors import ScheduleError
 from cloud.alerting.escalation import EscalationPolicy
 from cloud.alerting.oncall import Department, RotaTier, Rotation, zone
+from cloud.identity.crypto import KeyRing
 
 DEPARTMENT = "general"
 DEMO_CHANNEL_ID = uuid.uuid5(uuid.NAMESPACE_URL, "telemed:demo-webhook")
@@ -38,11 +40,12 @@ def _serves(person: Person, site_id: str, role: str) -> bool:
 
 
 async def seed_demo(conn: Conn, *, now: dt.datetime, webhook_url: str | None = None,
-                    webhook_secret: str | None = None, rotas: bool = True) -> SeedReport:
+                    webhook_secret: str | None = None, rotas: bool = True, ring: KeyRing | None = None) -> SeedReport:
     """Seed on-call data for every site (and, given a webhook, a channel reaching every rota member).
 
     With `rotas=False` the rotas are left as they are (an admin may have changed them) and only the webhook
-    channel is (re)pointed, reaching the members of the rotas that exist.
+    channel is (re)pointed, reaching the members of the rotas that exist. The webhook's URL and secret are
+    stored sealed under `ring` (cloud/alerting/channel_secrets.py); without one (tests), as given.
     """
     report = SeedReport()
     people = sorted((await directory.people(conn)).values(), key=lambda p: p.username)
@@ -78,8 +81,10 @@ async def seed_demo(conn: Conn, *, now: dt.datetime, webhook_url: str | None = N
                                       "secondary": [p.username for p in secondary]}
         reached.update(p.user_id for p in (head, *primary, *secondary))
     if webhook_url:
-        await directory.upsert_channel(conn, ChannelRow(DEMO_CHANNEL_ID, "webhook", "demo pager", None,
-                                                        {"url": webhook_url, "secret": webhook_secret or ""}, True))
+        config: dict[str, object] = {"url": webhook_url, "secret": webhook_secret or ""}
+        if ring is not None:
+            config = seal_config(ring, DEMO_CHANNEL_ID, config)
+        await directory.upsert_channel(conn, ChannelRow(DEMO_CHANNEL_ID, "webhook", "demo pager", None, config, True))
         for user_id in sorted(reached, key=str):
             await directory.put_contact(conn, user_id, DEMO_CHANNEL_ID, "", True)
         report.channel = DEMO_CHANNEL_ID

@@ -17,6 +17,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from cloud.alerting import directory, store
+from cloud.alerting.channel_secrets import seal_config
 from cloud.alerting.directory import SITE_WIDE, ChannelRow
 from cloud.alerting.errors import ChannelConfigError, IncidentTransitionError, PolicyError, ScheduleError
 from cloud.alerting.escalation import EscalationPolicy
@@ -58,6 +59,7 @@ from cloud.api.auth.scoping import SiteScope
 from cloud.api.deps import ClientIp, Db, Scope, require_roles
 from cloud.api.errors import ApiError, InvalidParameterError, NotFoundError
 from cloud.api.schemas import ModelResponse
+from cloud.identity.routes import IdentityKeys
 
 router = APIRouter(tags=["alerting"])
 T = TypeVar("T")
@@ -335,13 +337,15 @@ async def list_channels(user: Admin, conn: Db) -> list[ChannelOut]:
 
 
 @router.put("/api/alerting/channels/{channel_id}", response_model=ChannelOut)
-async def put_channel(channel_id: uuid.UUID, body: ChannelIn, user: Admin, conn: Db) -> ChannelOut:
-    """Create or replace a channel; its configuration is checked by building it."""
+async def put_channel(channel_id: uuid.UUID, body: ChannelIn, user: Admin, conn: Db,
+                      keys: IdentityKeys) -> ChannelOut:
+    """Create or replace a channel; its configuration is checked by building it, its secrets stored encrypted."""
     try:
         build_channel(body.kind, body.config)
     except ChannelConfigError as exc:
         raise InvalidParameterError("config", str(exc), location="body") from None
-    row = ChannelRow(channel_id, body.kind, body.name, body.site_id, dict(body.config), body.enabled)
+    stored = seal_config(await keys.ring(conn), channel_id, body.config)
+    row = ChannelRow(channel_id, body.kind, body.name, body.site_id, stored, body.enabled)
     await _write(directory.upsert_channel(conn, row))
     return _channel_out(row)
 

@@ -41,6 +41,8 @@ from cloud.alerting.workflow import AlarmInput, Directory, Outcome, apply_alarms
 from cloud.db.pool import connect, create_async_pool
 from cloud.edges import store as edge_store
 from cloud.edges.registry import EdgeRecord, EdgeRegistry
+from cloud.identity.keys import KeySource
+from cloud.identity.keystore import VerifiedKeys
 from cloud.settings import CloudSettings
 from proto.alerting import AlarmChange, AlertingError
 from proto.messages import Alert
@@ -117,7 +119,8 @@ class AlertingService:
         self.detector = detector or AnomalyDetector()
         self.directory = Directory(link_base=self.config.link_base or None)
         self.dispatcher = Dispatcher(self.pool, retry=self.config.retry, concurrency=self.config.delivery_concurrency,
-                                     channel_factory=channel_factory, clock=clock)
+                                     channel_factory=channel_factory, clock=clock,
+                                     keys=VerifiedKeys(KeySource.from_settings(settings)))
         self._use_feed = use_feed
         self._edges: EdgeSource | None = None
         self.feed: MqttFeed | None = None

@@ -194,6 +194,8 @@ def test_admins_manage_rotas_policies_and_channels(world: tuple[World, TestClien
     assert client.put(f"/api/alerting/channels/{channel}", json=wecom, headers=admin).status_code == 200
     listed = {c["channel_id"]: c for c in client.get("/api/alerting/channels", headers=admin).json()}
     assert listed[channel]["config"] == {"url": "***"}
+    (stored,), = rows(w.url, "SELECT config::text FROM notification_channels WHERE channel_id = %s", (channel,))
+    assert "SECRETKEY" not in stored and "$sealed" in stored  # the robot's key is encrypted at rest
     assert str(w.webhook_channel) in listed and listed[str(w.webhook_channel)]["config"]["secret"] == "***"
     contact = client.put(f"/api/alerting/contacts/{w.users['dr-head']}/{channel}", json={"address": "ZhangSan"},
                          headers=admin)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,9 +14,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from cloud.alerting.channel_secrets import open_config
 from cloud.api.auth.passwords import hash_password
 from cloud.cli import main
 from cloud.db.migrate import migrate
+from cloud.identity.keys import KeySource
+from cloud.settings import load as load_settings
 from deploy.mosquitto import MosquittoServer
 from deploy.postgres import PostgresEndpoint
 from tests.integration.test_alerting_support import rows
@@ -42,9 +46,11 @@ def demo_database(url: str) -> None:
 
 
 def test_seed_demo_builds_rotas_from_the_existing_users_and_can_run_again(
-        database: PostgresEndpoint, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        database: PostgresEndpoint, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
     demo_database(database.url)
     monkeypatch.setenv("TELEMED_DATABASE__URL", database.url)
+    monkeypatch.setenv("TELEMED_KEYS__DIR", str(tmp_path / "keys"))
     for _ in range(2):  # idempotent
         assert main(["oncall", "seed-demo", "--webhook", "http://127.0.0.1:9/hook", "--webhook-secret", "s"]) == 0
     printed = capsys.readouterr().out
@@ -72,8 +78,10 @@ def test_seed_demo_builds_rotas_from_the_existing_users_and_can_run_again(
                      " AND tier = 'primary'")
     assert main(["oncall", "seed-demo", "--webhook", "http://127.0.0.1:7/new", "--webhook-secret", "t",
                  "--webhook-only"]) == 0
-    assert rows(database.url, "SELECT config->>'url', config->>'secret' FROM notification_channels") == [
-        ("http://127.0.0.1:7/new", "t")]
+    (channel_id, config), = rows(database.url, "SELECT channel_id, config FROM notification_channels")
+    assert "127.0.0.1" not in json.dumps(config)  # sealed at rest under the identity keys
+    ring = KeySource.from_settings(load_settings()).ring()
+    assert open_config(ring, channel_id, config) == {"url": "http://127.0.0.1:7/new", "secret": "t"}
     assert rows(database.url, "SELECT cardinality(members) FROM oncall_rotations WHERE site_id = 'pingxiang'"
                               " AND tier = 'primary'") == [(1,)]
     assert main(["oncall", "seed-demo", "--webhook-only"]) == 1  # nothing to point

@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
+from cloud.alerting.channel_secrets import seal_config
+from cloud.identity.keys import KeySource
+from cloud.identity.keystore import verified_ring_sync
+from cloud.settings import CloudSettings, DatabaseSettings, KeysSettings
 from deploy.mosquitto import MosquittoServer
 from deploy.postgres import PostgresEndpoint
 from proto.alerting import AlarmEngine
@@ -190,3 +195,25 @@ async def test_a_personal_anomaly_is_an_advisory_incident_that_pages_nobody(data
         assert "heart_rate" in advisories[0][5] and outcome.changed
         assert rows(database.url, "SELECT count(*) FROM notification_deliveries")[0][0] == 0
         assert sink.pages() == []
+
+
+async def test_a_channel_whose_secrets_are_sealed_at_rest_still_pages(database: PostgresEndpoint,
+                                                                      tmp_path: Path) -> None:
+    with webhook_sink() as sink:
+        world = migrate_and_seed(database.url, sink.url)
+        add_patients(database.url, "pt-sealed")
+        cloud = CloudSettings(database=DatabaseSettings(url=database.url, pool_min=1, pool_max=4),
+                              keys=KeysSettings(dir=tmp_path / "keys"))
+        with psycopg.connect(database.url, autocommit=True) as conn:
+            ring = verified_ring_sync(conn, KeySource.from_settings(cloud))
+            (config,), = conn.execute("SELECT config FROM notification_channels WHERE channel_id = %s",
+                                      (world.webhook_channel,)).fetchall()
+            conn.execute("UPDATE notification_channels SET config = %s WHERE channel_id = %s",
+                         (Jsonb(seal_config(ring, world.webhook_channel, config)), world.webhook_channel))
+        (stored,), = rows(database.url, "SELECT config::text FROM notification_channels")
+        assert sink.secret not in stored and sink.url not in stored
+        start = dt.datetime(2026, 3, 2, 0, 0, tzinfo=dt.UTC)
+        async with running_service(database.url, FakeClock(start + dt.timedelta(seconds=20)), cloud=cloud) as service:
+            await service.process([vitals_in(spo2_batch("pt-sealed", 85.0, start, 20))])
+            await wait_until(lambda: len(sink.pages()) == 1)  # the sink checks the HMAC made with the opened secret
+        assert rows(database.url, "SELECT status FROM notification_deliveries") == [("delivered",)]

@@ -25,10 +25,14 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from cloud.alerting import directory, store
+from cloud.alerting.channel_secrets import is_sealed, open_config
 from cloud.alerting.errors import ChannelConfigError, DeliveryError
 from cloud.alerting.notify.channels import Channel, build_channel
 from cloud.alerting.notify.page import Page
 from cloud.alerting.notify.retry import RetryPolicy
+from cloud.identity.crypto import IdentityCryptoError, KeyRing
+from cloud.identity.keys import KeyFileError
+from cloud.identity.keystore import KeyMismatchError, VerifiedKeys
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,10 @@ class Dispatcher:
 
     def __init__(self, pool: Pool, *, retry: RetryPolicy | None = None, concurrency: int = 8,
                  channel_factory: ChannelFactory = build_channel,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 keys: VerifiedKeys | None = None) -> None:
         self._pool = pool
+        self._keys = keys  # opens channels' encrypted secrets (cloud/alerting/channel_secrets.py)
         self._retry = retry or RetryPolicy()
         self._limit = asyncio.Semaphore(concurrency)
         # Its own threads: a slow receiver must not take the threads the rest of the service runs on.
@@ -102,6 +108,15 @@ class Dispatcher:
             await asyncio.wait(tasks, timeout=timeout_s)
         self._threads.shutdown(wait=False, cancel_futures=True)
 
+    async def _ring(self, conn: Any) -> KeyRing | None:
+        if self._keys is None:
+            return None
+        try:
+            return await self._keys.ring(conn)
+        except (KeyFileError, KeyMismatchError, IdentityCryptoError) as exc:
+            log.error("alerting.channel_keys_unavailable error=%s", exc)
+            return None
+
     async def _channel(self, channel_id: uuid.UUID | None) -> Channel:
         if channel_id is None:
             raise DeliveryError("no channel", transient=False)
@@ -109,12 +124,13 @@ class Dispatcher:
         if cached is None or time.monotonic() - cached[0] > _CHANNEL_CACHE_S:
             async with self._pool.connection() as conn:
                 found = await directory.channels(conn, ids=[channel_id])
+                ring = await self._ring(conn) if found and any(map(is_sealed, found[0].config.values())) else None
             entry: Channel | ChannelConfigError
             if not found or not found[0].enabled:
                 entry = ChannelConfigError("the channel was deleted or disabled")
             else:
                 try:
-                    entry = self._factory(found[0].kind, found[0].config)
+                    entry = self._factory(found[0].kind, open_config(ring, channel_id, found[0].config))
                 except ChannelConfigError as exc:
                     entry = exc
             cached = (time.monotonic(), entry)
