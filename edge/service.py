@@ -289,7 +289,7 @@ class EdgeService:
         d = self.settings.dicom
         scp = ScpConfig(ae_title=d.ae_title, host=d.host, port=d.port, allowed_calling_aets=d.allowed_calling_aets,
                         tls_certfile=self._file(d.tls_certfile), tls_keyfile=self._file(d.tls_keyfile),
-                        tls_cafile=self._file(d.tls_cafile))
+                        tls_cafile=self._file(d.tls_cafile), workers=d.scp_workers)
         config = DicomServiceConfig(storage_dir=d.storage_dir, scp=scp,
                                     limits=StoreLimits(max_bytes=d.max_bytes or None),
                                     study_complete_timeout_s=d.study_complete_timeout_s,

@@ -227,6 +227,7 @@ class DicomSettings:
     tls_certfile: str = ""  # DICOM TLS (PS3.15 B.1) when set, with tls_keyfile
     tls_keyfile: str = ""
     tls_cafile: str = ""  # when set, modalities must present a certificate signed by this CA
+    scp_workers: int = 0  # processes running the associations: 0 = in the edge process, -1 = one per core
 
     def __post_init__(self) -> None:
         _port("dicom.port", self.port)
@@ -237,6 +238,8 @@ class DicomSettings:
         _positive("dicom.retention_days", self.retention_days)
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ValueError("dicom.tls_certfile and dicom.tls_keyfile go together")
+        if self.scp_workers < -1:
+            raise ValueError("dicom.scp_workers must be -1 (one per core), 0 (in process) or a count")
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,20 @@ presentation (MONOCHROME1 is inverted) -> 0..255. Colour images (RGB, YBR_* whic
 PALETTE COLOR through its lookup tables) are shown as they are. The window comes from the request
 (`window=center,width,function`, PS3.18 8.3.5.1.1), else the instance's first VOI window, else the frame's
 value range. Pixel data is decoded by pydicom (compressed syntaxes through the pylibjpeg/pyjpegls plugins).
+
+Latency (the viewer's window drag asks for the same frame again and again): decoded frames are kept in a
+small LRU (`DecodedFrames`, keyed by the SHA-256 of the instance's bytes and the frame, bounded in bytes),
+and PNGs are written by `cloud.dicomweb.png` (one fixed row filter, zlib's RLE strategy) instead of Pillow.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -26,6 +33,8 @@ from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut
 from pydicom.pixels.utils import pixel_array
 
+from cloud.dicomweb.png import encode_png
+
 VoiFunction = Literal["linear", "linear-exact", "sigmoid"]
 MediaType = Literal["image/png", "image/jpeg"]
 
@@ -35,7 +44,8 @@ VOI_FUNCTIONS: Final[dict[str, VoiFunction]] = {
     "LINEAR": "linear", "LINEAR_EXACT": "linear-exact", "SIGMOID": "sigmoid",
 }
 DEFAULT_JPEG_QUALITY: Final = 90
-PNG_COMPRESS_LEVEL: Final = 1  # zlib level: the rendered-frame latency budget favours speed over bytes
+# Decoded frames kept for repeated renders (window drag): a 512x512 CT frame is 0.5 MiB.
+DECODED_CACHE_BYTES: Final = 64 * 1024 * 1024
 MAX_VIEWPORT: Final = 4096
 _GRAYSCALE: Final = frozenset({"MONOCHROME1", "MONOCHROME2"})
 
@@ -233,6 +243,53 @@ def decode_frame(data: bytes, frame_index: int) -> tuple[NDArray[Any], Dataset]:
     return pixels, ds
 
 
+class DecodedFrames:
+    """An LRU of decoded frames (pixel array and dataset without its pixel data), at most `max_bytes` of pixels.
+
+    Keyed by the SHA-256 of the instance's bytes, so a replaced object can never be served from the cache.
+    The arrays are read-only: rendering always works on copies. Thread-safe (renders run in a thread pool).
+    """
+
+    def __init__(self, max_bytes: int = DECODED_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[bytes, int], tuple[NDArray[Any], Dataset]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, data: bytes, frame_index: int) -> tuple[NDArray[Any], Dataset]:
+        """The frame's pixel array and the instance's dataset, decoded once per (bytes, frame)."""
+        key = (hashlib.sha256(data).digest(), frame_index)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                return hit
+        pixels, ds = decode_frame(data, frame_index)  # outside the lock: decoding may take a while
+        pixels.flags.writeable = False
+        if "PixelData" in ds:
+            del ds.PixelData  # the cached dataset is for its attributes only
+        if pixels.nbytes <= self.max_bytes:
+            with self._lock:
+                if key not in self._entries:
+                    self._entries[key] = (pixels, ds)
+                    self._bytes += pixels.nbytes
+                while self._bytes > self.max_bytes:
+                    _, (old, _) = self._entries.popitem(last=False)
+                    self._bytes -= old.nbytes
+        return pixels, ds
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+DECODED = DecodedFrames()
+
+
 def _to_gray8(pixels: NDArray[Any], ds: Dataset, frame_index: int, window: Window | None) -> NDArray[np.uint8]:
     slope, intercept = modality_rescale(ds, frame_index)
     values = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
@@ -272,19 +329,21 @@ def display_frame(pixels: NDArray[Any], ds: Dataset, frame_index: int, window: W
 def encode_image(image: NDArray[np.uint8], *, media_type: MediaType, quality: int = DEFAULT_JPEG_QUALITY,
                  viewport: Viewport | None = None) -> bytes:
     """PNG or baseline JPEG bytes of an 8-bit image, scaled down to fit `viewport` when given."""
-    picture = Image.fromarray(image)
-    if viewport is not None and (picture.width > viewport.width or picture.height > viewport.height):
+    height, width = image.shape[:2]
+    if viewport is not None and (width > viewport.width or height > viewport.height):
+        picture = Image.fromarray(image)
         picture.thumbnail((viewport.width, viewport.height), Image.Resampling.BILINEAR)
-    out = io.BytesIO()
+        image = np.asarray(picture)
     if media_type == "image/png":
-        picture.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    else:
-        picture.save(out, format="JPEG", quality=quality)
+        return encode_png(image)
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="JPEG", quality=quality)
     return out.getvalue()
 
 
-def render(data: bytes, request: RenderRequest) -> bytes:
+def render(data: bytes, request: RenderRequest, *, cache: DecodedFrames | None = DECODED) -> bytes:
     """The encoded image of one frame of the instance in `data` (a DICOM Part 10 file)."""
-    pixels, ds = decode_frame(data, request.frame_index)
+    pixels, ds = cache.get(data, request.frame_index) if cache is not None else decode_frame(data,
+                                                                                               request.frame_index)
     image = display_frame(pixels, ds, request.frame_index, request.window)
     return encode_image(image, media_type=request.media_type, quality=request.quality, viewport=request.viewport)

@@ -4,20 +4,23 @@ Modalities at the county hospital send studies here with C-STORE. Every storage 
 is accepted in the common transfer syntaxes, as-is: the encoded dataset is written without being decoded.
 Calling AE titles may be restricted to an allowlist (A-ASSOCIATE-RJ: rejected-permanent, service-user,
 "calling AE title not recognised", PS3.8 section 9.3.4). Every failure is answered with a DIMSE status
-(edge.dicom.status) rather than an exception, so the modality knows whether to retry.
+(edge.dicom.status) rather than an exception, so the modality knows whether to retry. The associations run
+in threads of the server's process, or in worker processes that hand every C-STORE back to it
+(edge.dicom.workers); `Acceptor` is what they do either way.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
@@ -28,7 +31,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from edge.dicom import find, status
+from edge.dicom import fastrsp, find, status
 from edge.dicom.errors import (
     MissingAttributeError,
     QueryError,
@@ -38,10 +41,14 @@ from edge.dicom.errors import (
     UidMismatchError,
     UnreadableDatasetError,
 )
+from edge.dicom.index import DicomIndex
 from edge.dicom.models import PutOutcome
 from edge.dicom.part10 import encode_file_meta
 from edge.dicom.store import InstanceStore
 from edge.metrics import Counter, Registry
+
+if TYPE_CHECKING:
+    from edge.dicom.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +122,10 @@ class ScpConfig:
     tls_keyfile: Path | None = None
     tls_cafile: Path | None = None  # when set, modalities must present a certificate signed by this CA
     transfer_syntaxes: tuple[str, ...] = field(default=TRANSFER_SYNTAXES)
+    # Processes running the associations (edge.dicom.workers): 0 runs them in this process (the default: on
+    # a 2-core box that also runs the senders it was as fast, for less CPU per instance; docs/edge-dicom.md),
+    # N in N worker processes, -1 in one per CPU core.
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.ae_title) <= 16:
@@ -125,6 +136,13 @@ class ScpConfig:
             raise ValueError("tls_certfile and tls_keyfile go together")
         if self.max_associations < 1:
             raise ValueError("max_associations must be at least 1")
+        if self.workers < -1:
+            raise ValueError("workers must be -1 (one per core), 0 (in process) or a count")
+
+    @property
+    def worker_count(self) -> int:
+        """How many worker processes run the associations (0: they run in the server's own process)."""
+        return self.workers if self.workers >= 0 else os.cpu_count() or 1
 
 
 def server_tls_context(certfile: Path, keyfile: Path, cafile: Path | None = None) -> ssl.SSLContext:
@@ -136,28 +154,36 @@ def server_tls_context(certfile: Path, keyfile: Path, cafile: Path | None = None
     return context
 
 
-class DicomServer:
-    """The SCP over an InstanceStore; `start()` listens in background threads, `stop()` ends it."""
+@dataclass(frozen=True, slots=True)
+class StoreRequest:
+    """One C-STORE request as the store needs it (picklable: worker processes send these to the server)."""
 
-    def __init__(self, store: InstanceStore, config: ScpConfig | None = None, *,
-                 registry: Registry | None = None) -> None:
-        self.store = store
-        self.config = config or ScpConfig()
-        self._server: ThreadedAssociationServer | None = None
-        self._relaxed = False
-        self._stores = registry.counter("telemed_dicom_store_requests_total", "C-STORE requests answered",
-                                        ("status",)) if registry else None
-        self._bytes = registry.counter("telemed_dicom_stored_bytes_total",
-                                       "Bytes of new instances stored") if registry else None
-        self._associations = registry.counter("telemed_dicom_associations_total", "Association requests",
-                                              ("result",)) if registry else None
-        if registry is not None:
-            used = registry.gauge("telemed_dicom_store_used_bytes", "Bytes of instances held by the edge")
-            registry.add_collector(lambda: used.set(self.store.used_bytes))
+    dataset: bytes  # the encoded dataset as received, without file meta
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    context_abstract_syntax: str
+    transfer_syntax_uid: str
+    calling_ae: str
 
-    # --- lifecycle ----------------------------------------------------------------------------------------
 
-    def _contexts(self) -> list[PresentationContext]:
+StoreFn = Callable[[StoreRequest], int]
+
+
+class Acceptor:
+    """What the SCP does on its associations (pynetdicom's event handlers), in whichever process runs them.
+
+    `store` answers C-STORE requests (in-process: the InstanceStore; in a worker: a call to the server's
+    process); `index` serves C-FIND; `on_association` counts association results.
+    """
+
+    def __init__(self, config: ScpConfig, *, store: StoreFn, index: DicomIndex,
+                 on_association: Callable[[str], None]) -> None:
+        self.config = config
+        self._store = store
+        self._index = index
+        self._on_association = on_association
+
+    def contexts(self) -> list[PresentationContext]:
         syntaxes = list(self.config.transfer_syntaxes)
         classes = [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
         contexts: list[PresentationContext] = [_SharedUidContext.of(uid, syntaxes) for uid in classes]
@@ -165,10 +191,10 @@ class DicomServer:
         contexts.append(_SharedUidContext.of(str(StudyRootQueryRetrieveInformationModelFind), syntaxes[:2]))
         return contexts
 
-    def _application_entity(self) -> AE:
+    def application_entity(self, max_associations: int) -> AE:
         cfg = self.config
         ae = AE(ae_title=cfg.ae_title)
-        ae.maximum_associations = cfg.max_associations
+        ae.maximum_associations = max_associations
         ae.maximum_pdu_size = cfg.max_pdu_size
         ae.acse_timeout = cfg.acse_timeout_s
         ae.dimse_timeout = cfg.dimse_timeout_s
@@ -176,15 +202,8 @@ class DicomServer:
         ae.require_calling_aet = list(cfg.allowed_calling_aets)
         return ae
 
-    def start(self) -> None:
-        """Listen (non-blocking); raises OSError if the address is taken."""
-        cfg = self.config
-        context = server_tls_context(cfg.tls_certfile, cfg.tls_keyfile, cfg.tls_cafile) \
-            if cfg.tls_certfile and cfg.tls_keyfile else None
-        if not cfg.pydicom_validation:
-            _VALIDATION.relax()
-            self._relaxed = True
-        handlers: list[Any] = [
+    def handlers(self) -> list[Any]:
+        return [
             (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
@@ -193,50 +212,13 @@ class DicomServer:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
         ]
-        try:
-            server = self._application_entity().start_server(
-                (cfg.host, cfg.port), block=False, ssl_context=context, evt_handlers=handlers,
-                contexts=self._contexts())
-        except BaseException:
-            if self._relaxed:
-                _VALIDATION.restore()
-                self._relaxed = False
-            raise
-        self._server = cast(ThreadedAssociationServer, server)
-        if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
-            _unbind_pdu_loggers(self._server)
-        host, port = self.address
-        log.info("dicom.scp.listening ae_title=%s host=%s port=%d tls=%s allowlist=%d", cfg.ae_title, host, port,
-                 context is not None, len(cfg.allowed_calling_aets))
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The (host, port) actually listened on."""
-        if self._server is None:
-            raise RuntimeError("the SCP is not running")
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def stop(self) -> None:
-        """Stop listening and end the associations in progress."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            log.info("dicom.scp.stopped")
-        if self._relaxed:
-            _VALIDATION.restore()
-            self._relaxed = False
-
-    def __enter__(self) -> DicomServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- association events ---------------------------------------------------------------------------------
 
     def _on_connection(self, event: Event) -> None:
+        if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
+            _unbind_association_loggers(event.assoc)
+        fastrsp.install(event.assoc)
         # pynetdicom leaves Nagle's algorithm on; with it every small PDU (C-STORE-RSP, the command set ahead
         # of a dataset) waits for the peer's delayed ACK, about halving the instances per second on loopback.
         if self.config.tcp_nodelay:
@@ -248,19 +230,15 @@ class DicomServer:
                 except OSError as exc:
                     log.debug("dicom.scp.nodelay_failed error=%s", exc.strerror)
 
-    def _count_association(self, result: str) -> None:
-        if self._associations is not None:
-            self._associations.inc(result=result)
-
     def _on_accepted(self, event: Event) -> None:
         requestor = event.assoc.requestor
-        self._count_association("accepted")
+        self._on_association("accepted")
         log.info("dicom.scp.association_accepted calling_ae=%s peer=%s contexts=%d", requestor.ae_title,
                  requestor.address, len(event.assoc.accepted_contexts))
 
     def _on_rejected(self, event: Event) -> None:
         requestor = event.assoc.requestor
-        self._count_association("rejected")
+        self._on_association("rejected")
         log.warning("dicom.scp.association_rejected calling_ae=%s peer=%s", requestor.ae_title, requestor.address)
 
     def _on_aborted(self, event: Event) -> None:
@@ -272,21 +250,15 @@ class DicomServer:
         return status.SUCCESS
 
     def _on_store(self, event: Event) -> int:
-        code = self._store(event)
-        if self._stores is not None:
-            self._stores.inc(status=status.status_name(code))
-        return code
-
-    def _store(self, event: Event) -> int:
         request = cast(C_STORE, event.request)
-        return store_instance(
-            self.store, dataset=event.encoded_dataset(include_meta=False),
+        return self._store(StoreRequest(
+            dataset=event.encoded_dataset(include_meta=False),
             affected_sop_class_uid=str(request.AffectedSOPClassUID or ""),
             affected_sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
             context_abstract_syntax=str(event.context.abstract_syntax),
             transfer_syntax_uid=str(event.context.transfer_syntax),
-            calling_ae=str(event.assoc.requestor.ae_title).strip(), stored_bytes=self._bytes,
-        )
+            calling_ae=str(event.assoc.requestor.ae_title).strip(),
+        ))
 
     def _on_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
         calling_ae = str(event.assoc.requestor.ae_title).strip()
@@ -302,7 +274,7 @@ class DicomServer:
             return
         matches = 0
         try:
-            for identifier in find.search(self.store.index, query, retrieve_ae=self.config.ae_title):
+            for identifier in find.search(self._index, query, retrieve_ae=self.config.ae_title):
                 if event.is_cancelled:
                     yield status.MATCHING_CANCELLED, None
                     return
@@ -314,6 +286,115 @@ class DicomServer:
             return
         log.info("dicom.scp.find level=%s keys=%d matches=%d calling_ae=%s", query.level, len(query.keys), matches,
                  calling_ae)
+
+
+class DicomServer:
+    """The SCP over an InstanceStore; `start()` listens in the background, `stop()` ends it.
+
+    With `config.worker_count` > 0 the associations run in that many worker processes (edge.dicom.workers)
+    that hand every C-STORE to this process, which alone writes the store and its index; otherwise they
+    run in threads of this process.
+    """
+
+    def __init__(self, store: InstanceStore, config: ScpConfig | None = None, *,
+                 registry: Registry | None = None) -> None:
+        self.store = store
+        self.config = config or ScpConfig()
+        self._server: ThreadedAssociationServer | None = None
+        self._pool: WorkerPool | None = None  # when the associations run in worker processes
+        self._relaxed = False
+        self._stores = registry.counter("telemed_dicom_store_requests_total", "C-STORE requests answered",
+                                        ("status",)) if registry else None
+        self._bytes = registry.counter("telemed_dicom_stored_bytes_total",
+                                       "Bytes of new instances stored") if registry else None
+        self._associations = registry.counter("telemed_dicom_associations_total", "Association requests",
+                                              ("result",)) if registry else None
+        if registry is not None:
+            used = registry.gauge("telemed_dicom_store_used_bytes", "Bytes of instances held by the edge")
+            registry.add_collector(lambda: used.set(self.store.used_bytes))
+
+    # --- what every association ends in, whichever process runs it -----------------------------------------------
+
+    def answer(self, request: StoreRequest) -> int:
+        """Store one C-STORE request's dataset and return (and count) the status to answer with."""
+        code = store_instance(
+            self.store, dataset=request.dataset, affected_sop_class_uid=request.affected_sop_class_uid,
+            affected_sop_instance_uid=request.affected_sop_instance_uid,
+            context_abstract_syntax=request.context_abstract_syntax,
+            transfer_syntax_uid=request.transfer_syntax_uid, calling_ae=request.calling_ae,
+            stored_bytes=self._bytes)
+        if self._stores is not None:
+            self._stores.inc(status=status.status_name(code))
+        return code
+
+    def count_association(self, result: str) -> None:
+        if self._associations is not None:
+            self._associations.inc(result=result)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen (non-blocking); raises OSError if the address is taken."""
+        cfg = self.config
+        if cfg.worker_count > 0:
+            from edge.dicom.workers import WorkerPool  # the pool imports this module
+
+            pool = WorkerPool(self, cfg.worker_count)
+            pool.start()
+            self._pool = pool
+            return
+        context = server_tls_context(cfg.tls_certfile, cfg.tls_keyfile, cfg.tls_cafile) \
+            if cfg.tls_certfile and cfg.tls_keyfile else None
+        if not cfg.pydicom_validation:
+            _VALIDATION.relax()
+            self._relaxed = True
+        acceptor = Acceptor(cfg, store=self.answer, index=self.store.index, on_association=self.count_association)
+        try:
+            server = acceptor.application_entity(cfg.max_associations).start_server(
+                (cfg.host, cfg.port), block=False, ssl_context=context, evt_handlers=acceptor.handlers(),
+                contexts=acceptor.contexts())
+        except BaseException:
+            if self._relaxed:
+                _VALIDATION.restore()
+                self._relaxed = False
+            raise
+        self._server = cast(ThreadedAssociationServer, server)
+        if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
+            _unbind_pdu_loggers(self._server)
+        host, port = self.address
+        log.info("dicom.scp.listening ae_title=%s host=%s port=%d tls=%s allowlist=%d workers=0", cfg.ae_title,
+                 host, port, context is not None, len(cfg.allowed_calling_aets))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) actually listened on."""
+        if self._pool is not None:
+            return self._pool.address
+        if self._server is None:
+            raise RuntimeError("the SCP is not running")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        """Stop listening and end the associations in progress."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()
+            log.info("dicom.scp.stopped")
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            log.info("dicom.scp.stopped")
+        if self._relaxed:
+            _VALIDATION.restore()
+            self._relaxed = False
+
+    def __enter__(self) -> DicomServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def store_instance(store: InstanceStore, *, dataset: bytes, affected_sop_class_uid: str,
@@ -397,10 +478,25 @@ class _SharedUidContext(PresentationContext):
         return clone
 
 
+_STANDARD_LOGGERS: Final = (evt.EVT_PDU_RECV, evt.EVT_PDU_SENT, evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT)
+
+
+def _is_standard_logger(handler: object) -> bool:
+    return getattr(handler, "__module__", "") == "pynetdicom._handlers"
+
+
+def _unbind_association_loggers(assoc: Any) -> None:
+    """Drop the standard log handlers each Association binds to itself (as `_unbind_pdu_loggers` does for
+    the server's), which pynetdicom's LOG_HANDLER_LEVEL "standard" binds to every association."""
+    for event in _STANDARD_LOGGERS:
+        for handler in [h for h in cast(list[Any], assoc.get_handlers(event)) if _is_standard_logger(h[0])]:
+            assoc.unbind(event, handler[0])
+
+
 def _unbind_pdu_loggers(server: ThreadedAssociationServer) -> None:
     """Drop pynetdicom's default per-PDU/per-message log handlers: they format text for every PDU even when
     nothing is logged, which costs measurable CPU per instance."""
-    for event in (evt.EVT_PDU_RECV, evt.EVT_PDU_SENT, evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT):
+    for event in _STANDARD_LOGGERS:
         for handler, _args in list(cast(list[tuple[Any, Any]], server.get_handlers(event))):
-            if getattr(handler, "__module__", "") == "pynetdicom._handlers":
+            if _is_standard_logger(handler):
                 server.unbind(event, handler)

@@ -3,8 +3,9 @@
 The instance is pydicom's 39 KB CT_small.dcm with fresh UIDs per copy. Each round sends 8 x N distinct
 instances, storescu and the receivers run with TCP_NODELAY=1 (../shared/BENCHMARKS.md). Baselines in the same
 run: dcmtk's `storescp --ignore` (receives and discards: the ceiling) and, when installed, Orthanc (a PACS that
-stores and indexes each instance). The edge SCP writes every instance durably (fsync) and indexes it.
-Target (issue 4): >= 150 instances/s.
+stores and indexes each instance). The edge SCP writes every instance durably (fsync) and indexes it, with the
+edge service's default configuration (`DicomSettings()`); the same SCP with one worker process per core
+(`[dicom] scp_workers = -1`) is measured next to it. Target (issue 4): >= 150 instances/s.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydicom.uid import generate_uid
 
 from edge.dicom.scp import DicomServer, ScpConfig
 from edge.dicom.store import InstanceStore, StoreLimits
+from edge.settings import DicomSettings
 from tests.bench.harness import BenchContext, median
 
 ASSOCIATIONS = 8
@@ -87,12 +89,12 @@ def send_parallel(port: int, called_aet: str, files: list[Path]) -> float:
 _EDGE_CPU_MS: list[float] = []
 
 
-def _edge_round(files: list[Path], workdir: Path) -> float:
+def _edge_round(files: list[Path], workdir: Path, *, workers: int = DicomSettings().scp_workers) -> float:
     store = InstanceStore(workdir / f"edge-{time.monotonic_ns()}", limits=StoreLimits(min_free_bytes=0))
-    server = DicomServer(store, ScpConfig(ae_title="EDGE", port=0))
+    server = DicomServer(store, ScpConfig(ae_title="EDGE", port=0, workers=workers))
     server.start()
     try:
-        cpu = time.process_time()  # this process runs only the SCP meanwhile; storescu are children
+        cpu = time.process_time()  # this process runs only the SCP (or its store) meanwhile; storescu are children
         rate = send_parallel(server.address[1], "EDGE", files)
         _EDGE_CPU_MS.append((time.process_time() - cpu) * 1000 / len(files))
         stored = len(store.index.all_paths())
@@ -162,6 +164,11 @@ def run(ctx: BenchContext) -> None:
                    notes="edge SCP: fsync'd file + SQLite index per instance")
         ctx.record("C-STORE receive, CPU per instance (edge SCP process)", cpu_ms, "ms", higher_is_better=False,
                    notes=f"one free core would take about {1000 / cpu_ms:.0f} inst/s")
+        _EDGE_CPU_MS.clear()
+        per_core = _measure(lambda files, work: _edge_round(files, work, workers=-1), rounds, workdir)
+        ctx.record(f"C-STORE receive, {ASSOCIATIONS} associations, SCP workers = cores", per_core, "inst/s",
+                   baseline=edge, baseline_name="in-process SCP (default)",
+                   notes=f"[dicom] scp_workers = -1; store process CPU {median(_EDGE_CPU_MS[1:]):.2f} ms/instance")
         if shutil.which("Orthanc"):
             orthanc = _measure(_orthanc_round, rounds, workdir)
             ctx.record(f"C-STORE receive vs a PACS, {ASSOCIATIONS} associations", edge, "inst/s",

@@ -7,6 +7,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -20,7 +21,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Ver
 
 from devices.modality.errors import AssociationRejectedError
 from devices.modality.scu import send_study
-from edge.dicom import status
+from edge.dicom import fastrsp, status
 from edge.dicom.part10 import encode_file_meta
 from edge.dicom.scp import DicomServer, ScpConfig
 from edge.dicom.store import InstanceStore, StoreLimits
@@ -291,3 +292,17 @@ def test_pydicom_validation_is_off_only_while_a_server_runs(tmp_path: Path) -> N
     assert pydicom_config.settings.reading_validation_mode == before
     for server in servers:
         server.store.close()
+
+
+def test_store_responses_take_the_hand_encoded_path(server: DicomServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded: list[int] = []
+    real = fastrsp.encode_store_rsp
+
+    def counting(**fields: Any) -> bytes:
+        encoded.append(fields["status"])
+        return real(**fields)
+
+    monkeypatch.setattr(fastrsp, "encode_store_rsp", counting)
+    host, port = server.address
+    assert send_study(host, port, "EDGE", "MODALITY", ct_study(slices=3, seed=41)).all_succeeded
+    assert encoded == [status.SUCCESS] * 3
