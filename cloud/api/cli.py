@@ -72,7 +72,7 @@ def cmd_serve(args: argparse.Namespace, settings: CloudSettings) -> int:
     if not any(importlib.util.find_spec(lib) for lib in ("websockets", "wsproto")):
         log.warning("serve.no_websocket_library detail=WS /api/live needs the websockets or wsproto package")
     uvicorn.run(
-        create_app(settings), host=args.host or settings.api.host, port=args.port or settings.api.port,
+        create_app(settings, freeze_gc=True), host=args.host or settings.api.host, port=args.port or settings.api.port,
         proxy_headers=args.proxy_headers, forwarded_allow_ips="*" if args.proxy_headers else None,
         log_level="info",
     )

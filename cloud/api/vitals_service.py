@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from cloud.api import queries
 from cloud.api.audit import audit, audit_many
@@ -23,13 +23,42 @@ from cloud.api.news2_history import (
     score_now,
 )
 from cloud.api.schemas import LatestVitalOut, News2Out, PatientOut, SeriesOut
-from proto.quality import Quality
+from proto.quality import ARTEFACT, Quality
 from proto.vocabulary import VOCABULARY, UnknownKindError, kind, kind_by_wire_id
 
-# How far back "latest" looks: a week covers spot measurements (weight, glucose) without letting one
-# probe walk every retained partition.
+# How far back "latest" looks: a week covers spot measurements (weight, glucose); older values are history.
 LATEST_LOOKBACK = dt.timedelta(days=7)
 NEWS2_KIND_IDS: tuple[int, ...] = tuple(sorted(kind(name).wire_id for name in PARAMETER_KINDS.values()))
+_NEWS2_KIND_NAMES = {kind(name).wire_id: name for name in PARAMETER_KINDS.values()}
+_ARTEFACT = int(ARTEFACT)
+
+
+def news2_inputs(samples: Iterable[queries.LatestSample]) -> dict[str, dict[str, MinuteValue]]:
+    """Per patient, the artefact-free latest value of each NEWS2 kind among `samples` (`score_now`'s input)."""
+    inputs: dict[str, dict[str, MinuteValue]] = {}
+    for sample in samples:
+        name = _NEWS2_KIND_NAMES.get(sample.kind_id)
+        if name is not None and not sample.quality & _ARTEFACT:
+            inputs.setdefault(sample.patient_id, {})[name] = MinuteValue(sample.time, sample.value)
+    return inputs
+
+
+async def current_news2_inputs(conn: Conn, latest: Sequence[queries.LatestSample], *, now: dt.datetime
+                               ) -> dict[str, dict[str, MinuteValue]]:
+    """The NEWS2 inputs now (the latest artefact-free sample of each parameter within the longest recency
+    window), given the patients' latest samples: where the newest is an artefact, the raw data is asked for
+    the latest clean one, and only there."""
+    recent = [s for s in latest if now - s.time <= LONGEST_RECENCY]
+    inputs = news2_inputs(recent)
+    flagged = [s for s in recent if s.quality & _ARTEFACT and s.kind_id in _NEWS2_KIND_NAMES]
+    if flagged:
+        clean = await queries.latest_samples(
+            conn, sorted({s.patient_id for s in flagged}), lookback=LONGEST_RECENCY,
+            kind_ids=sorted({s.kind_id for s in flagged}), clean_only=True)
+        wanted = {(s.patient_id, s.kind_id) for s in flagged}
+        for patient_id, values in news2_inputs(c for c in clean if (c.patient_id, c.kind_id) in wanted).items():
+            inputs.setdefault(patient_id, {}).update(values)
+    return inputs
 
 
 def latest_out(sample: queries.LatestSample) -> LatestVitalOut:
@@ -64,21 +93,15 @@ async def patient_list(conn: Conn, *, user: User, scope: SiteScope, ip: str) -> 
     patients = await queries.visible_patients(conn, scope)
     ids = [p.patient_id for p in patients]
     latest = await queries.latest_samples(conn, ids, lookback=LATEST_LOOKBACK)
-    clean = await queries.latest_samples(
-        conn, ids, lookback=LONGEST_RECENCY, kind_ids=NEWS2_KIND_IDS, clean_only=True
-    )
     now = dt.datetime.now(dt.UTC)
+    inputs = await current_news2_inputs(conn, latest, now=now)
     await audit_many(conn, "patients.list", user, ids, ip=ip)
     by_patient: dict[str, list[queries.LatestSample]] = {}
     for sample in latest:
         by_patient.setdefault(sample.patient_id, []).append(sample)
-    clean_by_patient: dict[str, dict[str, MinuteValue]] = {}
-    for sample in clean:
-        name = kind_by_wire_id(sample.kind_id).name
-        clean_by_patient.setdefault(sample.patient_id, {})[name] = MinuteValue(sample.time, sample.value)
     result = []
     for p in patients:
-        point = score_now(clean_by_patient.get(p.patient_id, {}), now=now)
+        point = score_now(inputs.get(p.patient_id, {}), now=now)
         result.append(PatientOut(
             patient_id=p.patient_id, site_id=p.site_id, site_name=p.site_name, ward=p.ward, bed=p.bed,
             latest=[latest_out(s) for s in by_patient.get(p.patient_id, [])],

@@ -130,12 +130,14 @@ def vitals_rows(
     device_idx: npt.NDArray[np.integer],
     patients: Sequence[str],
     devices: Sequence[str | None],
-    edge_id: str,
+    edges: Sequence[str],
+    edge_idx: npt.NDArray[np.integer] | None = None,
 ) -> bytes:
-    """The `vitals` rows (COPY_VITALS_SQL column order) of one edge's samples; a device id "" or None is NULL."""
+    """The `vitals` rows (COPY_VITALS_SQL column order) of samples, in the given order; a device id "" or None
+    is NULL; without `edge_idx` every row is of edges[0]."""
     return binary_rows(
         [Fixed(time_us - PG_EPOCH_US, ">i8"), Fixed(kind_id, ">i2"), Fixed(value, ">f8"), Fixed(quality, ">i4")],
-        [Text(patients, patient_idx), Text([d or None for d in devices], device_idx), Text([edge_id])],
+        [Text(patients, patient_idx), Text([d or None for d in devices], device_idx), Text(edges, edge_idx)],
     )
 
 

@@ -20,12 +20,12 @@ import numpy.typing as npt
 from cloud.ingest import notify
 from cloud.ingest.copy_binary import copy_stream, rollup_rows, vitals_rows
 from cloud.ingest.intake import Accepted, Rejected
-from cloud.ingest.samples import Rollup, SampleTable, latest, rollup
+from cloud.ingest.samples import Latest, Rollup, SampleTable, latest, rollup
 from proto.messages import Alert, DicomManifest, EdgeStatus, Event
 from proto.schema import to_wire
 from proto.vitals import VitalsBatch, from_micros
 
-ROLLUP_WIDTHS_S = (60, 3600)  # vitals_1m, vitals_1h
+ROLLUP_WIDTHS_S = (60, 900, 3600)  # vitals_1m, vitals_15m, vitals_1h
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,7 @@ class WritePlan:
     samples: int = 0
     rollups: tuple[Rollup, ...] = ()
     rollup_copy: bytes | None = None  # the rollups as rows of the staging table (ROLLUP_STAGE_COLUMNS)
+    latest: list[Latest] = field(default_factory=list)  # newest sample per (patient, kind), in that order
     patients: list[tuple[str, str]] = field(default_factory=list)  # (patient_id, site_id), first sight
     devices: list[tuple[str, str]] = field(default_factory=list)  # (device_id, site_id), first sight
     device_states: list[DeviceStateRow] = field(default_factory=list)
@@ -114,6 +115,18 @@ class WritePlan:
     manifests: list[ManifestRow] = field(default_factory=list)
     statuses: list[StatusRow] = field(default_factory=list)
     notifications: list[tuple[str, str]] = field(default_factory=list)  # (channel, payload)
+
+
+def vitals_copy(table: SampleTable) -> bytes | None:
+    """The samples as one binary COPY stream for `vitals`, in the table's row order (None when empty)."""
+    if not len(table):
+        return None
+    no_device = np.zeros(len(table), dtype=np.intp)  # devices[0] is "", NULL
+    return copy_stream([vitals_rows(
+        time_us=table.time_us, kind_id=table.kind_id, value=table.value, quality=table.quality,
+        patient_idx=table.patient, device_idx=table.device if table.device is not None else no_device,
+        patients=table.patients, devices=table.devices, edges=table.edges, edge_idx=table.edge,
+    )])
 
 
 def ingested_rows(messages: Iterable[Accepted]) -> list[IngestedRow]:
@@ -147,8 +160,7 @@ def _event_type(payload: Alert | Event | DicomManifest | EdgeStatus) -> str:
 class _Builder:
     def __init__(self, *, rollups: bool) -> None:
         self.with_rollups = rollups
-        self.copy_blocks: list[bytes] = []
-        self.sample_parts: list[tuple[VitalsBatch, npt.NDArray[np.int32]]] = []
+        self.sample_parts: list[tuple[VitalsBatch, npt.NDArray[np.int32], str]] = []
         self.patient_site: dict[str, str] = {}
         self.devices: dict[str, str] = {}
         self.device_states: dict[str, DeviceStateRow] = {}
@@ -177,12 +189,7 @@ class _Builder:
 
     def add_vitals(self, message: Accepted, batch: VitalsBatch) -> None:
         quality = message.quality if message.quality is not None else batch.quality.astype(np.int32)
-        self.copy_blocks.append(vitals_rows(
-            time_us=batch.time_us, kind_id=batch.kind_id, value=batch.value, quality=quality,
-            patient_idx=batch.patient_idx, device_idx=batch.device_idx, patients=batch.patients,
-            devices=batch.devices, edge_id=message.edge_id,
-        ))
-        self.sample_parts.append((batch, quality))
+        self.sample_parts.append((batch, quality, message.edge_id))
         for patient in batch.patients:
             self.see_patient(patient, message.site)
         last = np.full(len(batch.devices), np.iinfo(np.int64).min, dtype=np.int64)
@@ -231,15 +238,15 @@ class _Builder:
         ))
 
     def build(self) -> WritePlan:
-        table = SampleTable.from_batches(self.sample_parts)
+        table = SampleTable.from_batches(self.sample_parts).in_series_order()
         rollups: tuple[Rollup, ...] = ()
         if self.with_rollups and len(table):
             minute = rollup(table, ROLLUP_WIDTHS_S[0])
-            rollups = (minute, minute.coarsen(ROLLUP_WIDTHS_S[1]))
-        vitals_notes = [(notify.VITALS_CHANNEL, text) for text in notify.vitals_payloads(
-            latest(table), self.patient_site)]
+            rollups = (minute, *(minute.coarsen(width) for width in ROLLUP_WIDTHS_S[1:]))
+        newest = latest(table)
+        vitals_notes = [(notify.VITALS_CHANNEL, text) for text in notify.vitals_payloads(newest, self.patient_site)]
         return WritePlan(
-            vitals_copy=copy_stream(self.copy_blocks) if self.copy_blocks else None,
+            vitals_copy=vitals_copy(table),
             samples=len(table),
             rollups=rollups,
             rollup_copy=copy_stream(
@@ -247,6 +254,7 @@ class _Builder:
                             total=r.sum, count=r.count, patient_idx=r.patient, patients=r.patients)
                 for r in rollups
             ) if rollups else None,
+            latest=newest,
             patients=sorted(self.patient_site.items()),
             devices=sorted(self.devices.items()),
             device_states=[self.device_states[k] for k in sorted(self.device_states)],
@@ -261,7 +269,7 @@ class _Builder:
 
 
 def build_plan(messages: Sequence[Accepted], *, rollups: bool) -> WritePlan:
-    """The writes for `messages` (all new); `rollups` when the store maintains vitals_1m/1h itself (plain mode)."""
+    """The writes for `messages` (all new); `rollups` when the store maintains the rollup tables (plain mode)."""
     builder = _Builder(rollups=rollups)
     for message in messages:
         builder.add(message)

@@ -2,8 +2,9 @@
 
 Statement order inside a transaction keeps contended row locks short: the dedupe claim first (it must be
 known before anything is written), then the bulk COPY and the append-only inserts, and the upserts that
-other workers may also be waiting for (patients, devices, rollups) last, just before COMMIT. Notifications
-are queued with pg_notify in the same transaction, so listeners hear only about committed rows.
+other workers may also be waiting for (patients, devices, rollups, latest values) last, just before COMMIT,
+each in key order. Notifications are queued with pg_notify in the same transaction, so listeners hear only
+about committed rows.
 
 psycopg errors leave this module as TransientStoreError (retry later) or DataStoreError (the data is at fault).
 """
@@ -122,7 +123,23 @@ ON CONFLICT (patient_id, kind_id, bucket) DO UPDATE
    SET min = least(r.min, EXCLUDED.min), max = greatest(r.max, EXCLUDED.max),
        sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count
 """
-_ROLLUP_TABLES: Final = {60: "vitals_1m", 3600: "vitals_1h"}
+_ROLLUP_TABLES: Final = {60: "vitals_1m", 900: "vitals_15m", 3600: "vitals_1h"}
+
+# The batch's newest sample per (patient, kind) moves vitals_latest forward, never back (a replay of old data
+# leaves it alone); times travel as Unix microseconds (exact, no datetime objects). A sample stamped more than
+# 5 minutes ahead of the database clock would pin the pair until its time came: it stays out, as in
+# telemed_refresh_vitals_latest (migration 0008), which states the same rules.
+_LATEST: Final = """
+INSERT INTO vitals_latest AS l (patient_id, kind_id, time, value, device_id, quality)
+SELECT p, k, t, v, d, q
+  FROM unnest(%s::text[], %s::int2[], %s::int8[], %s::float8[], %s::text[], %s::int4[]) AS u(p, k, us, v, d, q)
+ CROSS JOIN LATERAL (SELECT timestamptz 'epoch' + us * interval '1 microsecond' AS t) AS c
+ WHERE t <= now() + interval '5 minutes'
+ ORDER BY p, k
+ON CONFLICT (patient_id, kind_id) DO UPDATE
+   SET time = EXCLUDED.time, value = EXCLUDED.value, device_id = EXCLUDED.device_id, quality = EXCLUDED.quality
+ WHERE EXCLUDED.time > l.time
+"""
 
 _NOTIFY: Final = "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS n(c, p)"
 
@@ -197,6 +214,7 @@ class PgTransaction:
             for rollup in plan.rollups:
                 merge = _MERGE_ROLLUP.format(table=_ROLLUP_TABLES[rollup.width_s], width=rollup.width_s)
                 statements.append((merge, []))
+        add(_LATEST, [(r.patient_id, r.kind_id, r.time_us, r.value, r.device_id, r.quality) for r in plan.latest], 6)
         add(_NOTIFY, plan.notifications, 2)
         if not statements:
             return

@@ -1,10 +1,10 @@
 """The ward overview: every visible patient's latest vitals, NEWS2 and device status, highest risk first.
 
-It reads what a tile shows and nothing more: the latest sample of the kinds on a tile and those NEWS2 needs
-(one index probe per patient and kind, rather than every kind of the vocabulary), then the latest clean
-sample only for the few kinds whose newest one is an artefact. NEWS2 is the vitals API's current score
-(`cloud.api.news2_history.score_now`, the same recency windows over artefact-free samples), so a tile and
-GET /api/patients agree. Patients are recorded in the audit log once per session and window
+It reads what a tile shows and nothing more: the latest sample of the kinds on a tile and those NEWS2 needs,
+in one indexed read of vitals_latest (kept by the ingest writer, migration 0008), then the raw data only for
+the few kinds whose newest sample is an artefact (NEWS2 takes the latest clean one). NEWS2 is the vitals API's
+current score (`cloud.api.news2_history.score_now`, the same recency windows over artefact-free samples), so a
+tile and GET /api/patients agree. Patients are recorded in the audit log once per session and window
 (cloud/web/audit_window.py), before the data is returned.
 """
 
@@ -15,6 +15,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
+import pydantic_core
 from psycopg.rows import class_row
 
 from cloud.api import queries
@@ -23,11 +24,11 @@ from cloud.api.auth.models import User
 from cloud.api.auth.scoping import SiteScope, scope_predicate
 from cloud.api.auth.store import Conn
 from cloud.api.fhir_resources import PatientRow
-from cloud.api.news2_history import LONGEST_RECENCY, PARAMETER_KINDS, MinuteValue, score_now
+from cloud.api.news2_history import PARAMETER_KINDS, MinuteValue, score_now
 from cloud.api.schemas import News2Out
-from cloud.api.vitals_service import news2_out
+from cloud.api.vitals_service import current_news2_inputs, news2_out
 from cloud.web.audit_window import AuditWindow
-from cloud.web.schemas import DeviceOut, SiteOut, WardOut
+from cloud.web.schemas import DeviceOut, SiteOut
 from proto.quality import ARTEFACT, Quality
 from proto.vocabulary import kind, kind_by_wire_id
 
@@ -38,30 +39,22 @@ LOW_BATTERY_PCT: Final = 20.0  # below this a device tile warns (a wearable then
 TILE_KINDS: Final = ("heart_rate", "spo2", "respiratory_rate", "systolic_bp", "diastolic_bp", "body_temperature",
                      "consciousness", "on_oxygen")
 NEWS2_KINDS: Final = frozenset(PARAMETER_KINDS.values())
-# Tiles show what was measured in the last day (older values are history, on the patient page); a day also
-# bounds how many daily partitions each probe visits.
+# Tiles show what was measured in the last day (older values are history, on the patient page).
 WARD_LOOKBACK: Final = dt.timedelta(days=1)
-RECENT: Final = dt.timedelta(hours=1)
-CLOCK_SKEW: Final = dt.timedelta(minutes=5)  # samples stamped slightly ahead by an edge's clock still count
 WARD_KIND_IDS: Final = tuple(sorted({kind(name).wire_id for name in (*TILE_KINDS, *NEWS2_KINDS)}))
-NEWS2_KIND_NAMES: Final = {kind(name).wire_id: name for name in NEWS2_KINDS}
 _ARTEFACT: Final = int(ARTEFACT)
+
+# The answer in WardOut's shape as plain data, serialised as it is (render_json): the overview refreshes on
+# every live update, and validating it into a thousand model instances per refresh cost more than its queries
+# and kept the garbage collector busy (full collections of the API process, ~100 ms each). Everything in it
+# comes from typed rows and our own models; tests check that the JSON validates as WardOut.
+WardAnswer = dict[str, Any]
 
 _PATIENTS: Final = (
     "SELECT p.patient_id, p.site_id, s.name AS site_name, p.ward, p.bed FROM patients p JOIN sites s USING (site_id)"
     " WHERE " + scope_predicate("p.site_id", patient_column="p.patient_id")
     + " AND (%(site)s::text IS NULL OR p.site_id = %(site)s)"
 )
-_LATEST: Final = """
-SELECT x.patient_id, x.kind_id, v.time, v.value, v.quality, v.device_id
-  FROM unnest(%(patients)s::text[], %(kinds)s::smallint[]) AS x (patient_id, kind_id)
- CROSS JOIN LATERAL (
-       SELECT time, value, quality, device_id FROM vitals
-        WHERE patient_id = x.patient_id AND kind_id = x.kind_id
-          AND time > now() - %(lookback)s AND time <= now() + %(skew)s
-        ORDER BY time DESC LIMIT 1) AS v
- ORDER BY x.patient_id, x.kind_id
-"""
 _DEVICES: Final = """
 SELECT x.patient_id, d.device_id, d.device_type, d.model, d.state, d.battery_pct, d.last_seen_at
   FROM (SELECT a.patient_id, a.device_id FROM device_assignments a
@@ -71,6 +64,11 @@ SELECT x.patient_id, d.device_id, d.device_type, d.model, d.state, d.battery_pct
   JOIN devices d ON d.device_id = x.device_id
  ORDER BY x.patient_id, d.device_id
 """
+
+
+def render_json(answer: WardAnswer) -> bytes:
+    """The answer's JSON, as pydantic renders WardOut (UTC times with Z, models by their own serialisers)."""
+    return pydantic_core.to_json(answer)
 
 
 def risk_rank(news2: News2Out | None) -> int:
@@ -88,16 +86,6 @@ def device_out(row: Sequence[object]) -> DeviceOut:
                      low_battery=battery_pct is not None and battery_pct < LOW_BATTERY_PCT)
 
 
-def news2_inputs(samples: Iterable[queries.LatestSample]) -> dict[str, dict[str, MinuteValue]]:
-    """Per patient, the artefact-free latest value of each NEWS2 kind (the input of `score_now`)."""
-    inputs: dict[str, dict[str, MinuteValue]] = {}
-    for sample in samples:
-        name = NEWS2_KIND_NAMES.get(sample.kind_id)
-        if name is not None and not sample.quality & _ARTEFACT:
-            inputs.setdefault(sample.patient_id, {})[name] = MinuteValue(sample.time, sample.value)
-    return inputs
-
-
 async def scoped_patients(conn: Conn, scope: SiteScope, site_id: str | None = None) -> list[PatientRow]:
     """The patients in `scope` (of one site when `site_id` is given)."""
     cur = conn.cursor(row_factory=class_row(PatientRow))
@@ -106,38 +94,11 @@ async def scoped_patients(conn: Conn, scope: SiteScope, site_id: str | None = No
     return await cur.fetchall()
 
 
-async def latest_samples(conn: Conn, pairs: Sequence[tuple[str, int]], *, lookback: dt.timedelta
-                         ) -> list[queries.LatestSample]:
-    """The latest sample of each (patient, kind) within `lookback`: one index probe per pair. The upper bound
-    lets run-time partition pruning skip the partitions created ahead (PostgreSQL prunes on stable
-    expressions such as now() at executor start)."""
-    cur = conn.cursor(row_factory=class_row(queries.LatestSample))
-    await cur.execute(_LATEST, {"patients": [p for p, _ in pairs], "kinds": [k for _, k in pairs],
-                                "lookback": lookback, "skew": CLOCK_SKEW})
-    return await cur.fetchall()
-
-
 async def latest_for_ward(conn: Conn, patient_ids: Sequence[str], *, now: dt.datetime
                           ) -> tuple[list[queries.LatestSample], dict[str, dict[str, MinuteValue]]]:
     """The latest sample of each ward kind, and the NEWS2 inputs (artefact-free, within the recency windows)."""
-    # Monitored kinds almost always have a sample in the last hour, whose probes touch one daily partition;
-    # only the pairs without one (spot measurements) look back the whole day.
-    pairs = [(pid, k) for pid in patient_ids for k in WARD_KIND_IDS]
-    latest = await latest_samples(conn, pairs, lookback=RECENT)
-    found = {(s.patient_id, s.kind_id) for s in latest}
-    missing = [pair for pair in pairs if pair not in found]
-    if missing:
-        latest += await latest_samples(conn, missing, lookback=WARD_LOOKBACK)
-    inputs = news2_inputs(s for s in latest if now - s.time <= LONGEST_RECENCY)
-    flagged = [s for s in latest if s.quality & _ARTEFACT and s.kind_id in NEWS2_KIND_NAMES]
-    if flagged:  # only these need a second look for an older clean sample
-        clean = await queries.latest_samples(
-            conn, sorted({s.patient_id for s in flagged}), lookback=LONGEST_RECENCY,
-            kind_ids=sorted({s.kind_id for s in flagged}), clean_only=True)
-        wanted = {(s.patient_id, s.kind_id) for s in flagged}
-        for patient_id, values in news2_inputs(c for c in clean if (c.patient_id, c.kind_id) in wanted).items():
-            inputs.setdefault(patient_id, {}).update(values)
-    return latest, inputs
+    latest = await queries.latest_samples(conn, patient_ids, lookback=WARD_LOOKBACK, kind_ids=WARD_KIND_IDS)
+    return latest, await current_news2_inputs(conn, latest, now=now)
 
 
 async def patient_devices(conn: Conn, patient_ids: Sequence[str], latest: Iterable[queries.LatestSample]
@@ -166,8 +127,7 @@ def quality_names(quality: int) -> tuple[str, ...]:
 
 
 def sample_dict(sample: queries.LatestSample) -> dict[str, Any]:
-    """The WardVitalOut fields of a sample as a plain dict (validated with the whole answer at once: a
-    thousand model constructions cost more than the query)."""
+    """The WardVitalOut fields of a sample as a plain dict."""
     vital = kind_by_wire_id(sample.kind_id)
     return {"kind": vital.name, "time": sample.time, "value": sample.value, "unit": vital.unit,
             "quality": sample.quality, "quality_names": quality_names(sample.quality)}
@@ -181,7 +141,7 @@ def sort_key(tile: dict[str, Any]) -> tuple[int, int, str, str, str, str]:
 
 
 async def ward_overview(conn: Conn, *, user: User, session: bytes, scope: SiteScope, site_id: str | None, ip: str,
-                        seen: AuditWindow, now: dt.datetime | None = None) -> WardOut:
+                        seen: AuditWindow, now: dt.datetime | None = None) -> WardAnswer:
     """The overview of the caller's sites (or one of them); patients not recorded for this session within the
     audit window are recorded first (event `ward.overview`)."""
     now = now or dt.datetime.now(dt.UTC)
@@ -212,4 +172,4 @@ async def ward_overview(conn: Conn, *, user: User, session: bytes, scope: SiteSc
                 "risk_rank": risk_rank(news2),
             })
     tiles.sort(key=sort_key)
-    return WardOut.model_validate({"generated_at": now, "sites": sites, "patients": tiles})
+    return {"generated_at": now, "sites": sites, "patients": tiles}

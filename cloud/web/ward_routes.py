@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from cloud.api.deps import ClientIp, CurrentSession, Db, Scope, VitalsReader
-from cloud.api.schemas import ModelResponse
 from cloud.web import ward
 from cloud.web.audit_window import AuditWindow
 from cloud.web.schemas import WardOut
 
 router = APIRouter(prefix="/api/ward", tags=["dashboard"])
+
+
+class WardResponse(Response):
+    """The overview's JSON (cloud.web.ward.render_json); `response_model` still documents the shape."""
+
+    media_type = "application/json"
+
+    def render(self, content: object) -> bytes:
+        assert isinstance(content, dict)
+        return ward.render_json(content)
 
 
 def audit_window(request: Request) -> AuditWindow:
@@ -28,7 +37,7 @@ def audit_window(request: Request) -> AuditWindow:
 async def overview(
     request: Request, user: VitalsReader, session: CurrentSession, scope: Scope, conn: Db, ip: ClientIp,
     site: Annotated[str | None, Query(min_length=1, max_length=64, description="only this site")] = None,
-) -> ModelResponse:
+) -> WardResponse:
     """Patients with latest vitals, NEWS2 and device status, highest risk first."""
-    return ModelResponse(await ward.ward_overview(conn, user=user, session=session.token_hash, scope=scope,
+    return WardResponse(await ward.ward_overview(conn, user=user, session=session.token_hash, scope=scope,
                                                   site_id=site, ip=ip, seen=audit_window(request)))

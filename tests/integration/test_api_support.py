@@ -86,23 +86,27 @@ def seed_world(url: str) -> None:
 
 
 def insert_vitals(url: str, rows: Iterable[Row], *, edge_id: str = "edge-test") -> int:
-    """Write samples with binary COPY; how many."""
+    """Write samples with binary COPY and move vitals_latest forward as the ingest writer would; how many."""
     count = 0
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction(), conn.cursor() as cur, cur.copy(
-        "COPY vitals (time, patient_id, kind_id, value, device_id, quality, edge_id) FROM STDIN WITH (FORMAT BINARY)"
-    ) as copy:
-        copy.set_types(["timestamptz", "text", "int2", "float8", "text", "int4", "text"])
-        for time, patient_id, kind_name, value, device_id, quality in rows:
-            copy.write_row((time, patient_id, kind(kind_name).wire_id, value, device_id, quality, edge_id))
-            count += 1
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        with conn.cursor() as cur, cur.copy(
+            "COPY vitals (time, patient_id, kind_id, value, device_id, quality, edge_id)"
+            " FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["timestamptz", "text", "int2", "float8", "text", "int4", "text"])
+            for time, patient_id, kind_name, value, device_id, quality in rows:
+                copy.write_row((time, patient_id, kind(kind_name).wire_id, value, device_id, quality, edge_id))
+                count += 1
+        conn.execute("SELECT telemed_refresh_vitals_latest('-infinity')")
     return count
 
 
 def rebuild_rollups(url: str) -> None:
-    """Recompute vitals_1m / vitals_1h from the raw rows (plain mode tables; refresh in timescale mode)."""
+    """Recompute vitals_1m / vitals_15m / vitals_1h from the raw rows (plain mode tables; refresh in timescale
+    mode)."""
     with psycopg.connect(url, autocommit=True) as conn:
         timescale = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-        for table, width in (("vitals_1m", "1 minute"), ("vitals_1h", "1 hour")):
+        for table, width in (("vitals_1m", "1 minute"), ("vitals_15m", "15 minutes"), ("vitals_1h", "1 hour")):
             if timescale:
                 conn.execute(f"CALL refresh_continuous_aggregate('{table}', NULL, NULL)")
                 continue

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from cloud.web.schemas import WardOut
 from deploy.postgres import PostgresEndpoint
 from proto.quality import Quality
 from tests.integration.test_api_support import (
@@ -81,6 +82,14 @@ def test_the_overview_is_scoped_and_sorted_by_risk(world: tuple[TestClient, str]
     assert overview(client, "doc-a", "?site=site-b")["patients"] == []
     assert client.get("/api/ward/overview").status_code == 401
     assert client.get("/api/ward/overview", headers=bearer(login(client, "nobody"))).status_code == 403
+
+
+def test_the_overview_is_exactly_what_its_schema_renders(world: tuple[TestClient, str]) -> None:
+    """The overview is serialised from plain data without building WardOut: its JSON must still be WardOut's."""
+    client, _ = world
+    response = client.get("/api/ward/overview", headers=bearer(login(client, "admin")))
+    assert response.headers["content-type"] == "application/json"
+    assert WardOut.model_validate_json(response.content).model_dump_json().encode() == response.content
 
 
 def test_news2_matches_the_patient_list(world: tuple[TestClient, str]) -> None:

@@ -92,6 +92,21 @@ def test_values_round_trip_exactly_with_their_quality(db: PostgresEndpoint, edge
     ]
 
 
+def test_one_transaction_of_several_edges_keeps_each_rows_edge_and_device(
+    db: PostgresEndpoint, edge: TestEdge, pipeline: Pipeline
+) -> None:
+    other = TestEdge("edge-s2", "site-1")
+    register(db, other)
+    first = vitals([(2, "pt-2", "heart_rate", 61), (1, "pt-1", "spo2", 97)], device="dev-a")
+    second = vitals([(1, "pt-2", "heart_rate", 60), (3, "pt-1", "heart_rate", 80)], device="")
+
+    assert [o.status for o in run(pipeline, [edge.delivery(first), other.delivery(second)])] == ["committed"] * 2
+
+    assert query(db, "SELECT patient_id, kind_id, value, device_id, edge_id FROM vitals ORDER BY time, value") == [
+        ("pt-2", 1, 60.0, None, "edge-s2"), ("pt-1", 2, 97.0, "dev-a", "edge-s1"),
+        ("pt-2", 1, 61.0, "dev-a", "edge-s1"), ("pt-1", 1, 80.0, None, "edge-s2")]
+
+
 def test_duplicates_add_no_rows(db: PostgresEndpoint, edge: TestEdge, pipeline: Pipeline) -> None:
     raw = edge.seal(ward_batch(50))
     delivery = Delivery(edge.topic("vitals"), raw, dt.datetime.now(UTC))
@@ -158,7 +173,7 @@ def test_rollups_equal_aggregates_of_the_raw_rows(db: PostgresEndpoint, edge: Te
         batch = ward_batch(400, start=start, offset_s=part * 211.7, patients=4)
         run(pipeline, [edge.delivery(batch), edge.delivery(ward_batch(50, start=start, offset_s=part * 13.3))])
 
-    for table, width in (("vitals_1m", "1 minute"), ("vitals_1h", "1 hour")):
+    for table, width in (("vitals_1m", "1 minute"), ("vitals_15m", "15 minutes"), ("vitals_1h", "1 hour")):
         raw = query(db, f"SELECT date_bin(interval '{width}', time, timestamptz '2000-01-01Z') AS b, patient_id, "
                         "kind_id, min(value), max(value), sum(value), count(*) FROM vitals "
                         "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
@@ -166,6 +181,35 @@ def test_rollups_equal_aggregates_of_the_raw_rows(db: PostgresEndpoint, edge: Te
         assert [r[:5] + r[6:] for r in rolled] == [r[:5] + r[6:] for r in raw]
         assert all(r[5] == pytest.approx(w[5], rel=1e-12) for r, w in zip(rolled, raw, strict=True))
         assert len(raw) > 4
+
+
+def test_latest_values_follow_the_newest_sample_and_never_go_back(
+    db: PostgresEndpoint, edge: TestEdge, pipeline: Pipeline
+) -> None:
+    motion = int(Quality.MOTION)
+    now = dt.datetime.now(UTC)
+    run(pipeline, [edge.delivery(vitals([(10, "pt-a", "heart_rate", 70), (20, "pt-a", "heart_rate", 75),
+                                         (5, "pt-a", "spo2", 97)], device="dev-1", quality=motion)),
+                   edge.delivery(vitals([(8, "pt-b", "heart_rate", 60)], device=""))])
+    # A later transaction replaying older samples, then a newer one from another device.
+    run(pipeline, [edge.delivery(vitals([(15, "pt-a", "heart_rate", 72), (1, "pt-a", "spo2", 90)]))])
+    run(pipeline, [edge.delivery(vitals([(30.000007, "pt-a", "heart_rate", 80)], device="dev-2"))])
+    # Stamped a minute ahead (still the latest) and a day ahead (a broken clock: stored, never the latest).
+    run(pipeline, [edge.delivery(vitals([(0, "pt-b", "spo2", 95)], start=now + dt.timedelta(minutes=1))),
+                   edge.delivery(vitals([(0, "pt-b", "heart_rate", 99)], start=now + dt.timedelta(days=1)))])
+
+    latest = query(db, "SELECT patient_id, kind_id, time, value, device_id, quality FROM vitals_latest ORDER BY 1, 2")
+    assert [(p, k, v, d, q) for p, k, _, v, d, q in latest] == [
+        ("pt-a", 1, 80.0, "dev-2", 0), ("pt-a", 2, 97.0, "dev-1", motion),
+        ("pt-b", 1, 60.0, None, 0), ("pt-b", 2, 95.0, "dev-1", 0)]
+    assert latest[0][2] == T0 + dt.timedelta(seconds=30, microseconds=7)  # exact to the microsecond
+    assert query(db, "SELECT count(*) FROM vitals") == [(9,)]
+    # The migration's rebuild from the raw rows (the backfill) follows the same rules.
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute("TRUNCATE vitals_latest")
+        assert conn.execute("SELECT telemed_refresh_vitals_latest('-infinity')").fetchone() == (4,)
+    assert query(db, "SELECT patient_id, kind_id, time, value, device_id, quality FROM vitals_latest "
+                     "ORDER BY 1, 2") == latest
 
 
 def test_timescale_aggregate_queries_agree_with_the_writers_rollups(
@@ -176,11 +220,11 @@ def test_timescale_aggregate_queries_agree_with_the_writers_rollups(
     the plain-mode writer maintained incrementally."""
     for part in range(3):
         run(pipeline, [edge.delivery(ward_batch(300, offset_s=part * 97.1))])
-    sql = (MIGRATIONS_DIR / "0001_core.timescale.sql").read_text()
+    sql = "\n".join(p.read_text() for p in sorted(MIGRATIONS_DIR.glob("*.timescale.sql")))
     with psycopg.connect(db.url, autocommit=True) as conn:
         conn.execute("CREATE FUNCTION pg_temp.time_bucket(w interval, t timestamptz) RETURNS timestamptz "
                      "LANGUAGE sql IMMUTABLE AS $$ SELECT date_bin(w, t, timestamptz '2000-01-01 00:00Z') $$")
-        for name in ("vitals_1m", "vitals_1h"):
+        for name in ("vitals_1m", "vitals_15m", "vitals_1h"):
             match = re.search(rf"CREATE MATERIALIZED VIEW {name}\s+WITH \([^)]*\) AS\s+(SELECT .*?)\s+WITH NO DATA;",
                               sql, re.DOTALL)
             assert match, name

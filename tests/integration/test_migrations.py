@@ -58,7 +58,7 @@ def test_migrate_creates_the_contract_schema_in_plain_mode(conn: psycopg.Connect
         "time": "timestamp with time zone", "patient_id": "text", "kind_id": "smallint",
         "value": "double precision", "device_id": "text", "quality": "integer", "edge_id": "text",
     }
-    for rollup in ("vitals_1m", "vitals_1h"):
+    for rollup in ("vitals_1m", "vitals_15m", "vitals_1h"):
         assert _columns(conn, rollup) == {
             "bucket": "timestamp with time zone", "patient_id": "text", "kind_id": "smallint",
             "min": "double precision", "max": "double precision", "sum": "double precision", "count": "bigint",
@@ -152,10 +152,13 @@ def test_expired_message_ids_are_forgotten(conn: psycopg.Connection[Any]) -> Non
     assert conn.execute("SELECT sequence FROM ingested_messages").fetchall() == [(2,)]
 
 
+ROLLUPS = {"1 minute": "vitals_1m", "15 minutes": "vitals_15m", "1 hour": "vitals_1h"}
+
+
 def _cagg_query(width: str) -> str:
-    """The SELECT of the timescale continuous aggregate for `width` ('1 minute' or '1 hour')."""
-    text = (MIGRATIONS_DIR / "0001_core.timescale.sql").read_text()
-    name = {"1 minute": "vitals_1m", "1 hour": "vitals_1h"}[width]
+    """The SELECT of the timescale continuous aggregate for `width` (a key of ROLLUPS)."""
+    text = "\n".join(p.read_text() for p in sorted(MIGRATIONS_DIR.glob("*.timescale.sql")))
+    name = ROLLUPS[width]
     match = re.search(rf"CREATE MATERIALIZED VIEW {name}\s+WITH \([^)]*\) AS\s+(SELECT .*?)\s+WITH NO DATA;", text,
                       re.DOTALL)
     assert match, f"no continuous aggregate {name}"
@@ -173,7 +176,8 @@ def test_timescale_continuous_aggregates_compute_what_the_plain_rollups_hold(con
         "SELECT timestamptz '2026-03-10 14:00Z' + make_interval(secs => g * 7.3), 'p' || (g % 3), 1 + g % 2, "
         "       60 + (g * 37 % 41), 'e1' FROM generate_series(0, 999) AS g"
     )
-    for table, width in (("vitals_1m", "1 minute"), ("vitals_1h", "1 hour")):
+    for width, table in ROLLUPS.items():
+        conn.execute(f"DELETE FROM {table}")  # filled from vitals_1m by migration 0008: recompute from the rows
         conn.execute(
             f"INSERT INTO {table} SELECT date_bin(interval '{width}', time, timestamptz '2000-01-01 00:00Z'), "
             "patient_id, kind_id, min(value), max(value), sum(value), count(*) FROM vitals GROUP BY 1, 2, 3"
@@ -202,3 +206,34 @@ def test_cli_migrate_and_maintain(database: PostgresEndpoint, monkeypatch: pytes
     assert "created: vitals_p20300103" in out and "dropped: vitals_p" in out
     assert cli.main(["maintain", "--now", "2030-01-01T12:00:00Z"]) == 0
     assert capsys.readouterr().out.strip() == "nothing to do"
+
+
+def test_migration_0008_fills_latest_values_and_the_quarter_hour_rollup_from_existing_data(
+    conn: psycopg.Connection[Any],
+) -> None:
+    migrate.migrate(conn, migrations=[m for m in load_migrations() if m.version < 8], ahead_days=1)
+    # Two hours of samples ending a minute ago, and one older than the latest values' 8-day backfill.
+    conn.execute(
+        "INSERT INTO vitals (time, patient_id, kind_id, value, quality, edge_id) "
+        "SELECT now() - interval '1 minute' - make_interval(secs => g * 7.3), 'p' || (g % 3), 1 + g % 2, "
+        "       60 + (g * 37 % 41), g % 5, 'e1' FROM generate_series(0, 999) AS g"
+    )
+    conn.execute("INSERT INTO vitals (time, patient_id, kind_id, value, edge_id) "
+                 "VALUES (now() - interval '9 days', 'p-old', 1, 70, 'e1')")
+    conn.execute("INSERT INTO vitals_1m SELECT date_bin('1 minute', time, 'epoch'), patient_id, kind_id, "
+                 "min(value), max(value), sum(value), count(*) FROM vitals GROUP BY 1, 2, 3")
+
+    report = migrate.migrate(conn, ahead_days=1)
+
+    assert 8 in report.applied
+    newest = conn.execute("SELECT DISTINCT ON (patient_id, kind_id) patient_id, kind_id, time, value, quality "
+                          "FROM vitals WHERE patient_id <> 'p-old' ORDER BY patient_id, kind_id, time DESC").fetchall()
+    assert conn.execute("SELECT patient_id, kind_id, time, value, quality FROM vitals_latest "
+                        "ORDER BY 1, 2").fetchall() == newest
+    assert len(newest) == 6
+    quarter = conn.execute("SELECT date_bin('15 minutes', time, 'epoch'), patient_id, kind_id, min(value), "
+                           "max(value), sum(value), count(*) FROM vitals GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()
+    stored = conn.execute("SELECT bucket, patient_id, kind_id, min, max, sum, count FROM vitals_15m "
+                          "ORDER BY 1, 2, 3").fetchall()
+    assert [r[:5] + r[6:] for r in stored] == [r[:5] + r[6:] for r in quarter]
+    assert [r[5] for r in stored] == pytest.approx([r[5] for r in quarter], rel=1e-12)

@@ -54,7 +54,7 @@ def build(n: int, patients: tuple[str, ...], devices: tuple[str, ...], seed: int
     p_idx = rng.integers(0, len(patients), n).astype(np.uint16)
     d_idx = rng.integers(0, len(devices), n).astype(np.uint16)
     rows = vitals_rows(time_us=time_us, kind_id=kind, value=value, quality=quality, patient_idx=p_idx,
-                       device_idx=d_idx, patients=patients, devices=devices, edge_id="edge-1")
+                       device_idx=d_idx, patients=patients, devices=devices, edges=["edge-1"])
     expected = [
         (int(time_us[i]), int(kind[i]), float(value[i]), int(quality[i]), patients[p_idx[i]],
          devices[d_idx[i]] or None, "edge-1")
@@ -74,7 +74,7 @@ def test_time_is_microseconds_since_the_postgres_epoch() -> None:
     micros = int((when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1))
     rows = vitals_rows(time_us=np.array([micros]), kind_id=np.array([1]), value=np.array([72.0]),
                        quality=np.array([0]), patient_idx=np.array([0]), device_idx=np.array([0]),
-                       patients=("p",), devices=("d",), edge_id="e")
+                       patients=("p",), devices=("d",), edges=["e"])
     pg_micros = int((when - dt.datetime(2000, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1))
 
     assert rows[2 + 4 : 2 + 4 + 8] == struct.pack(">q", pg_micros)
@@ -83,7 +83,7 @@ def test_time_is_microseconds_since_the_postgres_epoch() -> None:
 def test_an_empty_batch_is_header_and_trailer_only() -> None:
     empty = np.empty(0, dtype=np.int64)
     rows = vitals_rows(time_us=empty, kind_id=empty, value=empty.astype(float), quality=empty, patient_idx=empty,
-                       device_idx=empty, patients=(), devices=(), edge_id="e")
+                       device_idx=empty, patients=(), devices=(), edges=["e"])
 
     assert copy_stream([rows]) == HEADER + TRAILER
     assert parse_copy(HEADER + TRAILER) == []

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from cloud.api import queries
+from cloud.api import queries, vitals_service
 from cloud.api.schemas import News2Out
 from cloud.consult.sla import SlaPolicy
 from cloud.web import admin, ward
@@ -148,7 +148,7 @@ def _sample(patient: str, name: str, value: float, *, minutes_ago: float = 1, qu
 
 
 def test_news2_inputs_skip_artefacts_and_other_kinds() -> None:
-    inputs = ward.news2_inputs([
+    inputs = vitals_service.news2_inputs([
         _sample("P1", "heart_rate", 120), _sample("P1", "spo2", 80, quality=int(Quality.MOTION)),
         _sample("P1", "body_weight", 70), _sample("P2", "respiratory_rate", 26),
     ])

@@ -12,6 +12,7 @@ from cloud.api.downsample import (
     HOUR,
     MINUTE,
     NICE_WIDTHS,
+    QUARTER,
     RAW,
     DownsampleError,
     bucket_count,
@@ -33,9 +34,13 @@ def test_24_hours_in_1000_points_uses_two_minute_buckets_from_the_minute_rollup(
     assert plan.data_end == dt.datetime(2024, 5, 1, 10, 1, tzinfo=dt.UTC)
 
 
-def test_seven_days_uses_quarter_hours_and_a_year_the_hourly_rollup() -> None:
+def test_seven_days_uses_the_quarter_hour_rollup_and_a_year_the_hourly_rollup() -> None:
     week = plan_buckets(T0 - dt.timedelta(days=7), T0, 1000)
-    assert (week.width, week.source) == (dt.timedelta(minutes=15), MINUTE)
+    assert (week.width, week.source) == (dt.timedelta(minutes=15), QUARTER)
+    assert (week.data_start, week.data_end) == (dt.datetime(2024, 4, 24, 10, 0, tzinfo=dt.UTC),
+                                                dt.datetime(2024, 5, 1, 10, 15, tzinfo=dt.UTC))
+    half_hours = plan_buckets(T0 - dt.timedelta(days=14), T0, 1000)
+    assert (half_hours.width, half_hours.source) == (dt.timedelta(minutes=30), QUARTER)
     year = plan_buckets(T0 - dt.timedelta(days=365), T0, 1000)
     assert year.source is HOUR and year.width == dt.timedelta(hours=12)
 

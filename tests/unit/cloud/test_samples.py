@@ -23,7 +23,7 @@ def batch(samples: list[tuple[int, str, str, float]]) -> VitalsBatch:
 
 
 def table(*batches: VitalsBatch) -> SampleTable:
-    return SampleTable.from_batches([(b, b.quality.astype(np.int32)) for b in batches])
+    return SampleTable.from_batches([(b, b.quality.astype(np.int32), "edge-1") for b in batches])
 
 
 def naive(samples: list[tuple[int, str, str, float]], width_s: int) -> dict[tuple[str, int, int], tuple[float, ...]]:
@@ -101,3 +101,29 @@ def test_latest_is_the_newest_sample_per_patient_and_kind() -> None:
     rows = [(r.patient_id, r.kind_id, r.time_us - T0, r.value) for r in latest(data)]
 
     assert rows == [("pa", 1, 9, 75.0), ("pa", 2, 3, 97.0), ("pb", 1, 7, 60.0)]
+
+
+def test_latest_keeps_the_device_of_the_newest_sample() -> None:
+    first, second = VitalsBatchBuilder(), VitalsBatchBuilder()
+    first.add(T0 + 5, "pa", "heart_rate", 70, device_id="hrm-1")
+    first.add(T0 + 6, "pb", "heart_rate", 61, device_id="")
+    second.add(T0 + 9, "pa", "heart_rate", 72, device_id="plx-2")
+    second.add(T0 + 4, "pb", "heart_rate", 60, device_id="hrm-3")
+
+    rows = [(r.patient_id, r.value, r.device_id) for r in latest(table(first.build(), second.build()))]
+
+    assert rows == [("pa", 72.0, "plx-2"), ("pb", 61.0, None)]
+
+
+def test_series_order_groups_samples_by_patient_and_kind_in_time_order() -> None:
+    data = table(
+        batch([(5, "pb", "heart_rate", 60), (9, "pa", "spo2", 97), (3, "pa", "heart_rate", 70)]),
+        batch([(4, "pa", "heart_rate", 71), (1, "pb", "heart_rate", 59), (2, "pa", "spo2", 96)]),
+    ).in_series_order()
+
+    rows = [(data.patients[p], k, t - T0, v) for p, k, t, v in zip(
+        data.patient.tolist(), data.kind_id.tolist(), data.time_us.tolist(), data.value.tolist(), strict=True)]
+    assert rows == [("pa", 1, 3, 70.0), ("pa", 1, 4, 71.0), ("pa", 2, 2, 96.0), ("pa", 2, 9, 97.0),
+                    ("pb", 1, 1, 59.0), ("pb", 1, 5, 60.0)]
+    assert data.device is not None and data.edge is not None
+    assert {data.devices[d] for d in data.device.tolist()} == {"d1"} and set(data.edge.tolist()) == {0}

@@ -16,9 +16,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.dicomweb.auth import EdgeKey, ReplayCache
+from cloud.dicomweb.auth import EdgeKey, ReplayCache, check_sender, check_signature
 from cloud.recordings.sealed import decrypt_chunks, read_header, unwrap_key
-from cloud.recordings.upload import verify_digest
 from edge.dicom.signing import RequestSigner
 from edge.video.errors import SignalError
 from edge.video.signals import parse_record, parse_signal
@@ -105,9 +104,10 @@ def test_uploads_are_signed_kept_through_failures_and_deleted_once_confirmed(tmp
     async def lookup(edge_id: str) -> EdgeKey:
         return EdgeKey(edge_id=edge_id, site_id="site-a", public_key=EDGE.public_key(), active=True)
 
-    verified = asyncio.run(verify_digest(method="PUT", path=request.url.path, body_sha256=sealed.sha256,
-                                         headers={k.lower(): v for k, v in request.headers.items()}, lookup=lookup,
-                                         replay=ReplayCache(), now=time.time()))
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    claim = asyncio.run(check_sender(headers, lookup=lookup, now=time.time()))
+    verified = check_signature(claim, method="PUT", path=request.url.path, body_sha256=sealed.sha256,
+                               replay=ReplayCache(), now=time.time())
     assert verified.edge_id == "edge-a"
 
 
