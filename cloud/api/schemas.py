@@ -111,7 +111,7 @@ class SeriesOut(_Out):
     start: dt.datetime  # effective range: the request's, widened to whole rollup rows when read from one
     end: dt.datetime
     bucket_seconds: float
-    source: str  # raw, 1m or 1h
+    source: str  # raw, 1m, 15m or 1h
     buckets: list[BucketOut]
 
 
